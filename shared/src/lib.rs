@@ -1,0 +1,15 @@
+//! ddb's library: the op model and wire format, the stores, the replication log and the node
+//! runtime that `ddb-master` and `ddb-slave` run. See DESIGN.md beside the workspace.
+
+pub mod error;
+pub mod name;
+pub mod op;
+pub mod reply;
+pub mod sql;
+pub mod store;
+pub mod value;
+
+pub use error::{DdbError, ErrorCode};
+pub use name::Name;
+pub use op::{parse_request, Limits, Op, ReadOp, Request, WriteOp};
+pub use reply::Reply;

@@ -1,0 +1,351 @@
+//! SQL text for both engines from one place: the ops are checked against the table schema
+//! here (columns, types, NULLs), so SQLite and SQL Server accept and refuse the same ops.
+//!
+//! Values never enter the SQL text, except NULL, which is written as the literal `NULL`
+//! because SQL Server has no typeless parameter.
+
+use crate::error::{DdbError, ErrorCode};
+use crate::name::Name;
+use crate::op::{Condition, Search, TableSchema, Test};
+use crate::value::{ColumnType, Scalar, Value};
+
+/// Meta table (key → integer) inside every database; holds `applied_seq`.
+pub const META_TABLE: &str = "_ddb_meta";
+/// Schema table inside every database: table name → its CREATE_TABLE spec as JSON.
+pub const TABLES_TABLE: &str = "_ddb_tables";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Mssql,
+}
+
+/// A statement ready to run: text with numbered placeholders and the values to bind, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Value>,
+}
+
+impl Statement {
+    /// The parameter types, for debug logs that must not show values.
+    pub fn param_types(&self) -> Vec<&'static str> {
+        self.params.iter().map(Value::type_tag).collect()
+    }
+}
+
+impl Dialect {
+    pub fn quote(self, ident: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("\"{}\"", ident.replace('"', "\"\"")),
+            Dialect::Mssql => format!("[{}]", ident.replace(']', "]]")),
+        }
+    }
+
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Mssql => format!("@P{n}"),
+        }
+    }
+
+    fn column_type(self, ty: ColumnType, in_key: bool) -> &'static str {
+        match (self, ty) {
+            (Dialect::Sqlite, ColumnType::Int | ColumnType::Bool) => "INTEGER",
+            (Dialect::Sqlite, ColumnType::Float) => "REAL",
+            (Dialect::Sqlite, ColumnType::String) => "TEXT",
+            (Dialect::Mssql, ColumnType::Int) => "BIGINT",
+            (Dialect::Mssql, ColumnType::Float) => "FLOAT",
+            (Dialect::Mssql, ColumnType::Bool) => "BIT",
+            // Binary collation: comparisons and LIKE are case-sensitive, as on SQLite, so a
+            // condition selects the same rows on both engines. Key columns must fit an index.
+            (Dialect::Mssql, ColumnType::String) if in_key => {
+                "NVARCHAR(450) COLLATE Latin1_General_100_BIN2"
+            }
+            (Dialect::Mssql, ColumnType::String) => "NVARCHAR(MAX) COLLATE Latin1_General_100_BIN2",
+        }
+    }
+
+    /// DDL for ddb's own tables inside a database.
+    pub fn meta_ddl(self) -> Vec<String> {
+        let (key, int, text) = match self {
+            Dialect::Sqlite => ("TEXT", "INTEGER", "TEXT"),
+            Dialect::Mssql => ("NVARCHAR(128)", "BIGINT", "NVARCHAR(MAX)"),
+        };
+        vec![
+            format!(
+                "CREATE TABLE {} (k {key} NOT NULL PRIMARY KEY, v {int} NOT NULL)",
+                self.quote(META_TABLE)
+            ),
+            format!(
+                "CREATE TABLE {} (name {key} NOT NULL PRIMARY KEY, spec {text} NOT NULL)",
+                self.quote(TABLES_TABLE)
+            ),
+        ]
+    }
+
+    /// Sets `applied_seq` (update-then-insert; no MERGE, see DESIGN "Stores").
+    pub fn set_applied_seq(self, seq: u64) -> [Statement; 2] {
+        let t = self.quote(META_TABLE);
+        let v = Value::Int(seq as i64);
+        [
+            Statement {
+                sql: format!("UPDATE {t} SET v = {} WHERE k = 'applied_seq'", self.placeholder(1)),
+                params: vec![v.clone()],
+            },
+            Statement {
+                sql: format!(
+                    "INSERT INTO {t} (k, v) SELECT 'applied_seq', {p} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE k = 'applied_seq')",
+                    p = self.placeholder(1)
+                ),
+                params: vec![v],
+            },
+        ]
+    }
+
+    pub fn create_table(self, schema: &TableSchema) -> String {
+        let mut cols: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| {
+                let in_key = schema.is_key(c.name.as_str());
+                let null = if c.not_null || in_key { " NOT NULL" } else { "" };
+                format!(
+                    "{} {}{null}",
+                    self.quote(c.name.as_str()),
+                    self.column_type(c.ty, in_key)
+                )
+            })
+            .collect();
+        if !schema.primary_key.is_empty() {
+            let key: Vec<String> = schema
+                .primary_key
+                .iter()
+                .map(|k| self.quote(k.as_str()))
+                .collect();
+            cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        }
+        let strict = match self {
+            Dialect::Sqlite => " STRICT",
+            Dialect::Mssql => "",
+        };
+        format!(
+            "CREATE TABLE {} ({}){strict}",
+            self.quote(schema.name.as_str()),
+            cols.join(", ")
+        )
+    }
+
+    pub fn insert(self, schema: &TableSchema, row: &[(Name, Scalar)]) -> Result<Statement, DdbError> {
+        for c in &schema.columns {
+            if schema.refuses_null(c) && !row.iter().any(|(n, _)| n == &c.name) {
+                return Err(null_refused(schema, &c.name));
+            }
+        }
+        let mut b = Builder::new(self);
+        let mut names = Vec::with_capacity(row.len());
+        let mut values = Vec::with_capacity(row.len());
+        for (name, scalar) in row {
+            let value = typed_value(schema, name, scalar)?;
+            names.push(self.quote(name.as_str()));
+            values.push(b.bind(value));
+        }
+        b.sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.quote(schema.name.as_str()),
+            names.join(", "),
+            values.join(", ")
+        );
+        Ok(b.finish())
+    }
+
+    pub fn update(
+        self,
+        schema: &TableSchema,
+        set: &[(Name, Scalar)],
+        condition: &Condition,
+    ) -> Result<Statement, DdbError> {
+        let mut b = Builder::new(self);
+        let mut assignments = Vec::with_capacity(set.len());
+        for (name, scalar) in set {
+            let value = typed_value(schema, name, scalar)?;
+            assignments.push(format!("{} = {}", self.quote(name.as_str()), b.bind(value)));
+        }
+        let filter = b.where_clause(schema, condition)?;
+        b.sql = format!(
+            "UPDATE {} SET {}{filter}",
+            self.quote(schema.name.as_str()),
+            assignments.join(", ")
+        );
+        Ok(b.finish())
+    }
+
+    pub fn delete(self, schema: &TableSchema, condition: &Condition) -> Result<Statement, DdbError> {
+        let mut b = Builder::new(self);
+        let filter = b.where_clause(schema, condition)?;
+        b.sql = format!("DELETE FROM {}{filter}", self.quote(schema.name.as_str()));
+        Ok(b.finish())
+    }
+
+    /// SELECT for SEARCH, returning the columns it reads (in reply order) with the statement.
+    pub fn select(
+        self,
+        schema: &TableSchema,
+        search: &Search,
+    ) -> Result<(Vec<(Name, ColumnType)>, Statement), DdbError> {
+        let columns: Vec<(Name, ColumnType)> = match &search.columns {
+            None => schema.columns.iter().map(|c| (c.name.clone(), c.ty)).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| schema.require_column(n.as_str()).map(|c| (c.name.clone(), c.ty)))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut b = Builder::new(self);
+        let filter = b.where_clause(schema, &search.condition)?;
+        let order: Vec<String> = if search.order_by.is_empty() {
+            // Without an explicit order, key order makes every node return the same rows.
+            schema
+                .primary_key
+                .iter()
+                .map(|k| self.quote(k.as_str()))
+                .collect()
+        } else {
+            search
+                .order_by
+                .iter()
+                .map(|(n, desc)| {
+                    schema.require_column(n.as_str())?;
+                    Ok(format!(
+                        "{}{}",
+                        self.quote(n.as_str()),
+                        if *desc { " DESC" } else { "" }
+                    ))
+                })
+                .collect::<Result<_, DdbError>>()?
+        };
+        let list: Vec<String> = columns.iter().map(|(n, _)| self.quote(n.as_str())).collect();
+        let top = match (self, search.limit) {
+            (Dialect::Mssql, Some(n)) => format!("TOP ({n}) "),
+            _ => String::new(),
+        };
+        let order_sql = if order.is_empty() {
+            String::new()
+        } else {
+            format!(" ORDER BY {}", order.join(", "))
+        };
+        let limit = match (self, search.limit) {
+            (Dialect::Sqlite, Some(n)) => format!(" LIMIT {n}"),
+            _ => String::new(),
+        };
+        b.sql = format!(
+            "SELECT {top}{} FROM {}{filter}{order_sql}{limit}",
+            list.join(", "),
+            self.quote(schema.name.as_str())
+        );
+        Ok((columns, b.finish()))
+    }
+
+    /// Every row of a table, every column, for checksums (order does not matter there).
+    pub fn select_all(self, schema: &TableSchema) -> String {
+        let list: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| self.quote(c.name.as_str()))
+            .collect();
+        format!("SELECT {} FROM {}", list.join(", "), self.quote(schema.name.as_str()))
+    }
+}
+
+/// Accumulates bound values and hands out their placeholders.
+struct Builder {
+    dialect: Dialect,
+    sql: String,
+    params: Vec<Value>,
+}
+
+impl Builder {
+    fn new(dialect: Dialect) -> Self {
+        Builder {
+            dialect,
+            sql: String::new(),
+            params: Vec::new(),
+        }
+    }
+
+    fn bind(&mut self, value: Value) -> String {
+        if value.is_null() {
+            return "NULL".to_owned();
+        }
+        self.params.push(value);
+        self.dialect.placeholder(self.params.len())
+    }
+
+    fn where_clause(&mut self, schema: &TableSchema, condition: &Condition) -> Result<String, DdbError> {
+        if condition.predicates.is_empty() {
+            return Ok(String::new());
+        }
+        let mut parts = Vec::with_capacity(condition.predicates.len());
+        for p in &condition.predicates {
+            let col = schema.require_column(p.column.as_str())?;
+            let q = self.dialect.quote(p.column.as_str());
+            let ctx = format!("condition on {}", p.column);
+            parts.push(match &p.test {
+                Test::Cmp(op, v) => {
+                    let ph = self.bind(v.coerce(col.ty, &ctx)?);
+                    format!("{q} {} {ph}", op.sql())
+                }
+                Test::In(values) => {
+                    let mut phs = Vec::with_capacity(values.len());
+                    for v in values {
+                        let value = v.coerce(col.ty, &ctx)?;
+                        phs.push(self.bind(value));
+                    }
+                    format!("{q} IN ({})", phs.join(", "))
+                }
+                Test::Like(pattern) => {
+                    if col.ty != ColumnType::String {
+                        return Err(DdbError::type_mismatch(format!(
+                            "{ctx}: $like needs a string column, {} is {}",
+                            p.column,
+                            col.ty.as_str()
+                        )));
+                    }
+                    let ph = self.bind(Value::Str(pattern.clone()));
+                    format!("{q} LIKE {ph}")
+                }
+                Test::IsNull(true) => format!("{q} IS NULL"),
+                Test::IsNull(false) => format!("{q} IS NOT NULL"),
+            });
+        }
+        Ok(format!(" WHERE {}", parts.join(" AND ")))
+    }
+
+    fn finish(self) -> Statement {
+        Statement {
+            sql: self.sql,
+            params: self.params,
+        }
+    }
+}
+
+fn typed_value(schema: &TableSchema, name: &Name, scalar: &Scalar) -> Result<Value, DdbError> {
+    let col = schema.require_column(name.as_str())?;
+    let value = scalar.coerce(col.ty, &format!("column {name}"))?;
+    if value.is_null() && schema.refuses_null(col) {
+        return Err(null_refused(schema, name));
+    }
+    Ok(value)
+}
+
+fn null_refused(schema: &TableSchema, column: &Name) -> DdbError {
+    DdbError::new(
+        ErrorCode::Constraint,
+        format!(
+            "column {column} of table {} may not be NULL",
+            schema.name
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,567 @@
+//! The part of a store both engines share: ops to SQL, schemas, applied seqs, savepoints,
+//! checksums. A [`Backend`] supplies connections and creates or drops physical databases.
+
+use super::checksum::ChecksumBuilder;
+use super::{Row, Store, WriteTxn};
+use crate::error::{DdbError, ErrorCode};
+use crate::name::Name;
+use crate::op::{Search, TableSchema, WriteOp};
+use crate::reply::TableChecksum;
+use crate::sql::{Dialect, Statement, META_TABLE, TABLES_TABLE};
+use crate::value::{ColumnType, Value};
+use async_trait::async_trait;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One open connection to one database.
+#[async_trait]
+pub(crate) trait SqlConn: Send {
+    /// Runs a statement and returns the rows it changed.
+    async fn exec(&mut self, st: &Statement) -> Result<u64, DdbError>;
+    /// Runs a query; each row comes back typed as `types` says.
+    async fn query(&mut self, st: &Statement, types: &[ColumnType]) -> Result<Vec<Vec<Value>>, DdbError>;
+    /// Runs a query and folds its rows into `sink` one by one (for tables of any size).
+    async fn for_each_row(
+        &mut self,
+        sql: &str,
+        types: &[ColumnType],
+        sink: &mut (dyn for<'r> FnMut(&'r [Value]) + Send),
+    ) -> Result<(), DdbError>;
+    /// Runs SQL without parameters or results (DDL, transaction control).
+    async fn batch(&mut self, sql: &str) -> Result<(), DdbError>;
+}
+
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    type Conn: SqlConn + 'static;
+
+    fn dialect(&self) -> Dialect;
+    fn kind(&self) -> &'static str;
+    /// The exclusive write connection of an existing physical database.
+    async fn writer(&self, db: &Name) -> Result<Option<Self::Conn>, DdbError>;
+    /// A read connection of an existing physical database.
+    async fn reader(&self, db: &Name) -> Result<Option<Self::Conn>, DdbError>;
+    /// Creates an empty physical database and returns its write connection.
+    async fn create(&self, db: &Name) -> Result<Self::Conn, DdbError>;
+    /// Removes a physical database; absent is fine.
+    async fn remove(&self, db: &Name) -> Result<(), DdbError>;
+    /// Physical databases present, complete or not.
+    async fn physical(&self) -> Result<Vec<Name>, DdbError>;
+    /// The seq of the DROP_DB that last removed `db` (0 if none), from the node catalog.
+    async fn tombstone(&self, db: &Name) -> Result<u64, DdbError>;
+    async fn set_tombstone(&self, db: &Name, seq: u64) -> Result<(), DdbError>;
+    async fn close(&self) -> Result<(), DdbError>;
+}
+
+pub(crate) struct SqlStore<B: Backend> {
+    backend: Arc<B>,
+    schemas: Arc<Mutex<HashMap<(Name, Name), Arc<TableSchema>>>>,
+    /// Databases checked complete since this process opened them (see `live_writer`).
+    verified: Arc<Mutex<HashSet<Name>>>,
+}
+
+impl<B: Backend> Clone for SqlStore<B> {
+    fn clone(&self) -> Self {
+        SqlStore {
+            backend: self.backend.clone(),
+            schemas: self.schemas.clone(),
+            verified: self.verified.clone(),
+        }
+    }
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub(crate) fn new(backend: B) -> Self {
+        SqlStore {
+            backend: Arc::new(backend),
+            schemas: Arc::default(),
+            verified: Arc::default(),
+        }
+    }
+
+    fn is_verified(&self, db: &Name) -> bool {
+        self.verified.lock().map(|v| v.contains(db)).unwrap_or(false)
+    }
+
+    /// The write connection of a database that exists; a half-created database (no meta row,
+    /// from a crash during CREATE_DB) or a half-dropped one (its DROP_DB seq is newer) is
+    /// cleaned up and reported absent.
+    async fn live_writer(&self, db: &Name) -> Result<Option<B::Conn>, DdbError> {
+        let Some(mut conn) = self.backend.writer(db).await? else {
+            return Ok(None);
+        };
+        if self.is_verified(db) {
+            return Ok(Some(conn));
+        }
+        let seq = read_meta_seq(&mut conn, self.backend.dialect()).await;
+        let tomb = self.backend.tombstone(db).await?;
+        match seq {
+            Some(seq) if seq > tomb || (seq == 0 && tomb == 0) => {
+                if let Ok(mut v) = self.verified.lock() {
+                    v.insert(db.clone());
+                }
+                Ok(Some(conn))
+            }
+            _ => {
+                drop(conn);
+                tracing::warn!(db = %db, "removing an incomplete or dropped database left by a crash");
+                self.forget(db);
+                self.backend.remove(db).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn live_reader(&self, db: &Name) -> Result<B::Conn, DdbError> {
+        // Existence is decided by the writer check, which also cleans up after crashes.
+        if !self.is_verified(db) && self.live_writer(db).await?.is_none() {
+            return Err(DdbError::db_not_found(db.as_str()));
+        }
+        self.backend
+            .reader(db)
+            .await?
+            .ok_or_else(|| DdbError::db_not_found(db.as_str()))
+    }
+
+    fn forget(&self, db: &Name) {
+        if let Ok(mut s) = self.schemas.lock() {
+            s.retain(|(d, _), _| d != db);
+        }
+        if let Ok(mut v) = self.verified.lock() {
+            v.remove(db);
+        }
+    }
+
+    fn cached_schema(&self, db: &Name, table: &Name) -> Option<Arc<TableSchema>> {
+        self.schemas
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&(db.clone(), table.clone())).cloned())
+    }
+}
+
+async fn read_meta_seq<C: SqlConn>(conn: &mut C, d: Dialect) -> Option<u64> {
+    let st = Statement {
+        sql: format!("SELECT v FROM {} WHERE k = 'applied_seq'", d.quote(META_TABLE)),
+        params: vec![],
+    };
+    match conn.query(&st, &[ColumnType::Int]).await {
+        Ok(rows) => rows.first().and_then(|r| match r.first() {
+            Some(Value::Int(v)) => Some(*v as u64),
+            _ => None,
+        }),
+        Err(_) => None,
+    }
+}
+
+async fn load_schema<C: SqlConn>(
+    conn: &mut C,
+    d: Dialect,
+    db: &Name,
+    table: &Name,
+) -> Result<Arc<TableSchema>, DdbError> {
+    let st = Statement {
+        sql: format!(
+            "SELECT spec FROM {} WHERE name = {}",
+            d.quote(TABLES_TABLE),
+            match d {
+                Dialect::Sqlite => "?1",
+                Dialect::Mssql => "@P1",
+            }
+        ),
+        params: vec![Value::Str(table.to_string())],
+    };
+    let rows = conn.query(&st, &[ColumnType::String]).await?;
+    let Some(Value::Str(spec)) = rows.first().and_then(|r| r.first()) else {
+        return Err(DdbError::table_not_found(db.as_str(), table.as_str()));
+    };
+    let spec: serde_json::Value = serde_json::from_str(spec)
+        .map_err(|e| DdbError::internal(format!("stored schema of {table} is corrupt: {e}")))?;
+    let schema = TableSchema::parse(table.clone(), &spec["data"], spec.get("primary_key"))
+        .map_err(|e| DdbError::internal(format!("stored schema of {table} is invalid: {e}")))?;
+    Ok(Arc::new(schema))
+}
+
+async fn table_names<C: SqlConn>(conn: &mut C, d: Dialect) -> Result<Vec<Name>, DdbError> {
+    let st = Statement {
+        sql: format!("SELECT name FROM {} ORDER BY name", d.quote(TABLES_TABLE)),
+        params: vec![],
+    };
+    let rows = conn.query(&st, &[ColumnType::String]).await?;
+    let mut names: Vec<Name> = rows
+        .into_iter()
+        .filter_map(|r| match r.into_iter().next() {
+            Some(Value::Str(s)) => Name::parse(&s, "table").ok(),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    async fn begin(&self, db: &Name) -> Result<Box<dyn WriteTxn>, DdbError> {
+        let d = self.backend.dialect();
+        let conn = match self.live_writer(db).await? {
+            Some(mut conn) => {
+                conn.batch(d.begin_sql()).await?;
+                Some(conn)
+            }
+            None => None,
+        };
+        Ok(Box::new(Txn {
+            store: self.clone(),
+            db: db.clone(),
+            conn,
+            created: false,
+            dropped: false,
+            new_tables: Vec::new(),
+        }))
+    }
+
+    async fn search(&self, search: &Search) -> Result<Vec<Row>, DdbError> {
+        let d = self.backend.dialect();
+        let mut conn = self.live_reader(&search.db).await?;
+        let schema = match self.cached_schema(&search.db, &search.table) {
+            Some(s) => s,
+            None => load_schema(&mut conn, d, &search.db, &search.table).await?,
+        };
+        let (columns, st) = d.select(&schema, search)?;
+        let types: Vec<ColumnType> = columns.iter().map(|(_, t)| *t).collect();
+        log_statement(&st);
+        let rows = conn.query(&st, &types).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .zip(r)
+                    .map(|((n, _), v)| (n.to_string(), v.to_json()))
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn checksum(&self, db: &Name, table: Option<&Name>) -> Result<Vec<TableChecksum>, DdbError> {
+        let d = self.backend.dialect();
+        let mut conn = self.live_reader(db).await?;
+        let tables = match table {
+            Some(t) => vec![t.clone()],
+            None => table_names(&mut conn, d).await?,
+        };
+        let mut out = Vec::with_capacity(tables.len());
+        for t in tables {
+            let schema = load_schema(&mut conn, d, db, &t).await?;
+            let types: Vec<ColumnType> = schema.columns.iter().map(|c| c.ty).collect();
+            let mut builder = ChecksumBuilder::default();
+            conn.for_each_row(&d.select_all(&schema), &types, &mut |row| builder.add_row(row))
+                .await?;
+            out.push(builder.finish(&schema));
+        }
+        Ok(out)
+    }
+
+    async fn applied_seq(&self, db: &Name) -> Result<u64, DdbError> {
+        let tomb = self.backend.tombstone(db).await?;
+        let seq = match self.live_writer(db).await? {
+            Some(mut conn) => read_meta_seq(&mut conn, self.backend.dialect()).await.unwrap_or(0),
+            None => 0,
+        };
+        Ok(seq.max(tomb))
+    }
+
+    async fn databases(&self) -> Result<Vec<Name>, DdbError> {
+        let mut out = Vec::new();
+        for db in self.backend.physical().await? {
+            if self.live_writer(&db).await?.is_some() {
+                out.push(db);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn tables(&self, db: &Name) -> Result<Vec<Name>, DdbError> {
+        let mut conn = self.live_reader(db).await?;
+        table_names(&mut conn, self.backend.dialect()).await
+    }
+
+    async fn close(&self) -> Result<(), DdbError> {
+        self.backend.close().await
+    }
+}
+
+struct Txn<B: Backend> {
+    store: SqlStore<B>,
+    db: Name,
+    /// The open connection, inside BEGIN; `None` while the database does not exist.
+    conn: Option<B::Conn>,
+    created: bool,
+    dropped: bool,
+    /// Tables created in this transaction, published to the schema cache on commit.
+    new_tables: Vec<Arc<TableSchema>>,
+}
+
+impl<B: Backend> Txn<B> {
+    fn dialect(&self) -> Dialect {
+        self.store.backend.dialect()
+    }
+
+    async fn schema(&mut self, table: &Name) -> Result<Arc<TableSchema>, DdbError> {
+        if let Some(s) = self.new_tables.iter().find(|s| &s.name == table) {
+            return Ok(s.clone());
+        }
+        if let Some(s) = self.store.cached_schema(&self.db, table) {
+            return Ok(s);
+        }
+        let d = self.dialect();
+        let db = self.db.clone();
+        let conn = self.conn_mut()?;
+        let schema = load_schema(conn, d, &db, table).await?;
+        if let Ok(mut cache) = self.store.schemas.lock() {
+            cache.insert((self.db.clone(), table.clone()), schema.clone());
+        }
+        Ok(schema)
+    }
+
+    fn conn_mut(&mut self) -> Result<&mut B::Conn, DdbError> {
+        if self.dropped {
+            return Err(DdbError::db_not_found(self.db.as_str()));
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| DdbError::db_not_found(self.db.as_str()))
+    }
+
+    async fn run(&mut self, op: &WriteOp) -> Result<u64, DdbError> {
+        let d = self.dialect();
+        match op {
+            WriteOp::CreateDb { .. } | WriteOp::DropDb { .. } => unreachable!("handled by execute"),
+            WriteOp::CreateTable { schema, .. } => {
+                let conn = self.conn_mut()?;
+                let existing = table_names(conn, d).await?;
+                if existing
+                    .iter()
+                    .any(|t| t.as_str().eq_ignore_ascii_case(schema.name.as_str()))
+                    || self
+                        .new_tables
+                        .iter()
+                        .any(|t| t.name.as_str().eq_ignore_ascii_case(schema.name.as_str()))
+                {
+                    return Err(DdbError::new(
+                        ErrorCode::TableExists,
+                        format!("table {} already exists in database {}", schema.name, self.db),
+                    ));
+                }
+                let conn = self.conn_mut()?;
+                let ddl = d.create_table(schema);
+                tracing::debug!(sql = %ddl, "store statement");
+                conn.batch(&ddl).await?;
+                let spec = json!({"data": schema.columns_json(), "primary_key": schema.primary_key});
+                let st = Statement {
+                    sql: format!(
+                        "INSERT INTO {} (name, spec) VALUES ({}, {})",
+                        d.quote(TABLES_TABLE),
+                        placeholder(d, 1),
+                        placeholder(d, 2)
+                    ),
+                    params: vec![Value::Str(schema.name.to_string()), Value::Str(spec.to_string())],
+                };
+                conn.exec(&st).await?;
+                self.new_tables.push(Arc::new(schema.clone()));
+                Ok(0)
+            }
+            WriteOp::Insert(ins) => {
+                let schema = self.schema(&ins.table).await?;
+                let statements = ins
+                    .rows
+                    .iter()
+                    .map(|row| d.insert(&schema, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let conn = self.conn_mut()?;
+                let mut affected = 0;
+                for st in &statements {
+                    log_statement(st);
+                    affected += conn.exec(st).await?;
+                }
+                Ok(affected)
+            }
+            WriteOp::Update(u) => {
+                let schema = self.schema(&u.table).await?;
+                let st = d.update(&schema, &u.set, &u.condition)?;
+                log_statement(&st);
+                self.conn_mut()?.exec(&st).await
+            }
+            WriteOp::Delete(del) => {
+                let schema = self.schema(&del.table).await?;
+                let st = d.delete(&schema, &del.condition)?;
+                log_statement(&st);
+                self.conn_mut()?.exec(&st).await
+            }
+        }
+    }
+}
+
+fn placeholder(d: Dialect, n: usize) -> String {
+    match d {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Mssql => format!("@P{n}"),
+    }
+}
+
+fn log_statement(st: &Statement) {
+    tracing::debug!(sql = %st.sql, params = ?st.param_types(), "store statement");
+    tracing::trace!(params = ?st.params, "store statement values");
+}
+
+#[async_trait]
+impl<B: Backend> WriteTxn for Txn<B> {
+    async fn execute(&mut self, op: &WriteOp) -> Result<u64, DdbError> {
+        if op.db() != &self.db {
+            return Err(DdbError::internal(format!(
+                "op for database {} in a transaction on {}",
+                op.db(),
+                self.db
+            )));
+        }
+        let started = Instant::now();
+        let d = self.dialect();
+        let result = match op {
+            WriteOp::CreateDb { db } => {
+                if self.conn.is_some() && !self.dropped {
+                    return Err(DdbError::new(
+                        ErrorCode::DbExists,
+                        format!("database {db} already exists"),
+                    ));
+                }
+                // A physical leftover (crash) is removed by live_writer; create afresh.
+                let mut conn = self.store.backend.create(db).await?;
+                conn.batch(d.begin_sql()).await?;
+                for ddl in d.meta_ddl() {
+                    conn.batch(&ddl).await?;
+                }
+                self.conn = Some(conn);
+                self.created = true;
+                self.dropped = false;
+                Ok(0)
+            }
+            WriteOp::DropDb { .. } => {
+                self.conn_mut()?;
+                self.dropped = true;
+                Ok(0)
+            }
+            _ => {
+                let conn = self.conn_mut()?;
+                conn.batch(d.savepoint_sql()).await?;
+                match self.run(op).await {
+                    Ok(n) => {
+                        if let Some(sql) = d.release_sql() {
+                            self.conn_mut()?.batch(sql).await?;
+                        }
+                        Ok(n)
+                    }
+                    Err(e) => {
+                        let conn = self.conn_mut()?;
+                        for sql in d.rollback_to_savepoint_sql() {
+                            conn.batch(sql).await?;
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        };
+        tracing::debug!(db = %self.db, op = op.name(), micros = started.elapsed().as_micros() as u64, ok = result.is_ok(), "store op");
+        result
+    }
+
+    async fn commit(mut self: Box<Self>, seq: u64) -> Result<(), DdbError> {
+        let d = self.dialect();
+        if self.dropped {
+            // The tombstone goes first: if we crash before the files are gone, the next start
+            // sees a database older than its DROP_DB and finishes the drop.
+            if let Some(mut conn) = self.conn.take() {
+                let _ = conn.batch(d.rollback_sql()).await;
+            }
+            self.store.backend.set_tombstone(&self.db, seq).await?;
+            self.store.forget(&self.db);
+            return self.store.backend.remove(&self.db).await;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            // Nothing ran (every op failed on a missing database): nothing to record.
+            return Ok(());
+        };
+        for st in d.set_applied_seq(seq) {
+            conn.exec(&st).await?;
+        }
+        conn.batch(d.commit_sql()).await?;
+        if self.created {
+            if let Ok(mut v) = self.store.verified.lock() {
+                v.insert(self.db.clone());
+            }
+        }
+        if let Ok(mut cache) = self.store.schemas.lock() {
+            for s in self.new_tables.drain(..) {
+                cache.insert((self.db.clone(), s.name.clone()), s);
+            }
+        }
+        Ok(())
+    }
+
+    async fn rollback(mut self: Box<Self>) -> Result<(), DdbError> {
+        let d = self.dialect();
+        if let Some(mut conn) = self.conn.take() {
+            conn.batch(d.rollback_sql()).await?;
+        }
+        if self.created {
+            self.store.forget(&self.db);
+            self.store.backend.remove(&self.db).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Dialect {
+    fn begin_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Mssql => "BEGIN TRANSACTION",
+        }
+    }
+    fn commit_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "COMMIT",
+            Dialect::Mssql => "COMMIT TRANSACTION",
+        }
+    }
+    fn rollback_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "ROLLBACK",
+            Dialect::Mssql => "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION",
+        }
+    }
+    fn savepoint_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SAVEPOINT ddb_op",
+            Dialect::Mssql => "SAVE TRANSACTION ddb_op",
+        }
+    }
+    fn release_sql(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => Some("RELEASE ddb_op"),
+            Dialect::Mssql => None,
+        }
+    }
+    fn rollback_to_savepoint_sql(self) -> &'static [&'static str] {
+        match self {
+            Dialect::Sqlite => &["ROLLBACK TO ddb_op", "RELEASE ddb_op"],
+            Dialect::Mssql => &["ROLLBACK TRANSACTION ddb_op"],
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! SQLite backend, the zero-setup default: one file per database under the node's data dir
+//! (`<db>.sqlite`, WAL, `synchronous=NORMAL`), and `ddb-node.meta` for the node catalog.
+//!
+//! rusqlite is synchronous; statements here take microseconds, so they run on the calling
+//! task rather than paying a thread hop per statement.
+
+use super::engine::{Backend, SqlConn, SqlStore};
+use crate::error::{DdbError, ErrorCode};
+use crate::name::Name;
+use crate::sql::{Dialect, Statement};
+use crate::value::{ColumnType, Value};
+use async_trait::async_trait;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+const CATALOG_FILE: &str = "ddb-node.meta";
+const DB_SUFFIX: &str = ".sqlite";
+
+/// Opens (creating if needed) a SQLite store rooted at `dir`.
+pub fn open(dir: &Path) -> Result<impl super::Store, DdbError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        DdbError::unavailable(format!("cannot create data dir {}: {e}", dir.display()))
+    })?;
+    let catalog = open_conn(&dir.join(CATALOG_FILE), true)?;
+    catalog
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS dropped (db TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+        )
+        .map_err(sqlite_err)?;
+    Ok(SqlStore::new(SqliteBackend {
+        dir: dir.to_owned(),
+        catalog: Mutex::new(catalog),
+        writers: Mutex::default(),
+        readers: Mutex::default(),
+    }))
+}
+
+pub struct SqliteBackend {
+    dir: PathBuf,
+    catalog: Mutex<Connection>,
+    writers: Mutex<HashMap<Name, Arc<AsyncMutex<Connection>>>>,
+    readers: Mutex<HashMap<Name, Arc<AsyncMutex<Connection>>>>,
+}
+
+impl SqliteBackend {
+    fn path(&self, db: &Name) -> PathBuf {
+        self.dir.join(format!("{db}{DB_SUFFIX}"))
+    }
+
+    async fn cached(
+        &self,
+        pool: &Mutex<HashMap<Name, Arc<AsyncMutex<Connection>>>>,
+        db: &Name,
+    ) -> Result<Option<SqliteConn>, DdbError> {
+        let existing = pool.lock().map_err(poisoned)?.get(db).cloned();
+        let handle = match existing {
+            Some(h) => h,
+            None => {
+                let path = self.path(db);
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let conn = open_conn(&path, false)?;
+                let h = Arc::new(AsyncMutex::new(conn));
+                pool.lock()
+                    .map_err(poisoned)?
+                    .entry(db.clone())
+                    .or_insert(h)
+                    .clone()
+            }
+        };
+        Ok(Some(SqliteConn(handle.lock_owned().await)))
+    }
+}
+
+fn open_conn(path: &Path, create: bool) -> Result<Connection, DdbError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_err)?;
+    // WAL with NORMAL sync: a commit survives a process crash; a power cut may lose the last
+    // commits, which the log then replays (the applied seq sits in the same transaction).
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA case_sensitive_like=ON;",
+    )
+    .map_err(sqlite_err)?;
+    Ok(conn)
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    type Conn = SqliteConn;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn writer(&self, db: &Name) -> Result<Option<SqliteConn>, DdbError> {
+        self.cached(&self.writers, db).await
+    }
+
+    async fn reader(&self, db: &Name) -> Result<Option<SqliteConn>, DdbError> {
+        self.cached(&self.readers, db).await
+    }
+
+    async fn create(&self, db: &Name) -> Result<SqliteConn, DdbError> {
+        self.remove(db).await?;
+        let conn = open_conn(&self.path(db), true)?;
+        let h = Arc::new(AsyncMutex::new(conn));
+        self.writers.lock().map_err(poisoned)?.insert(db.clone(), h.clone());
+        Ok(SqliteConn(h.lock_owned().await))
+    }
+
+    async fn remove(&self, db: &Name) -> Result<(), DdbError> {
+        self.writers.lock().map_err(poisoned)?.remove(db);
+        self.readers.lock().map_err(poisoned)?.remove(db);
+        let base = self.path(db);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = base.clone().into_os_string();
+            p.push(suffix);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(DdbError::internal(format!(
+                        "cannot remove {}: {e}",
+                        Path::new(&p).display()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn physical(&self) -> Result<Vec<Name>, DdbError> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| DdbError::internal(format!("cannot list {}: {e}", self.dir.display())))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else { continue };
+            if let Some(stem) = file.strip_suffix(DB_SUFFIX) {
+                if let Ok(name) = Name::parse_db(stem) {
+                    if name.as_str() == stem {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn tombstone(&self, db: &Name) -> Result<u64, DdbError> {
+        let cat = self.catalog.lock().map_err(poisoned)?;
+        let seq: Option<i64> = cat
+            .query_row("SELECT seq FROM dropped WHERE db = ?1", [db.as_str()], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(sqlite_err)?;
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    async fn set_tombstone(&self, db: &Name, seq: u64) -> Result<(), DdbError> {
+        let cat = self.catalog.lock().map_err(poisoned)?;
+        cat.execute(
+            "INSERT INTO dropped (db, seq) VALUES (?1, ?2) ON CONFLICT(db) DO UPDATE SET seq = excluded.seq",
+            rusqlite::params![db.as_str(), seq as i64],
+        )
+        .map_err(sqlite_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), DdbError> {
+        // Dropping the connections checkpoints the WAL of each database.
+        let writers: Vec<_> = self.writers.lock().map_err(poisoned)?.drain().collect();
+        let readers: Vec<_> = self.readers.lock().map_err(poisoned)?.drain().collect();
+        for (_, h) in writers.into_iter().chain(readers) {
+            drop(h.lock().await);
+        }
+        Ok(())
+    }
+}
+
+pub struct SqliteConn(OwnedMutexGuard<Connection>);
+
+struct Param<'a>(&'a Value);
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Float(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            Value::Str(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
+        })
+    }
+}
+
+fn read_value(v: ValueRef<'_>, ty: ColumnType) -> Result<Value, DdbError> {
+    Ok(match (v, ty) {
+        (ValueRef::Null, _) => Value::Null,
+        (ValueRef::Integer(i), ColumnType::Int) => Value::Int(i),
+        (ValueRef::Integer(i), ColumnType::Bool) => Value::Bool(i != 0),
+        (ValueRef::Integer(i), ColumnType::Float) => Value::Float(i as f64),
+        (ValueRef::Real(f), ColumnType::Float) => Value::Float(f),
+        (ValueRef::Text(t), ColumnType::String) => Value::Str(
+            std::str::from_utf8(t)
+                .map_err(|e| DdbError::internal(format!("stored text is not UTF-8: {e}")))?
+                .to_owned(),
+        ),
+        (other, ty) => {
+            return Err(DdbError::internal(format!(
+                "stored value of type {:?} in a {} column",
+                other.data_type(),
+                ty.as_str()
+            )))
+        }
+    })
+}
+
+#[async_trait]
+impl SqlConn for SqliteConn {
+    async fn exec(&mut self, st: &Statement) -> Result<u64, DdbError> {
+        let mut stmt = self.0.prepare_cached(&st.sql).map_err(sqlite_err)?;
+        let params: Vec<Param<'_>> = st.params.iter().map(Param).collect();
+        let n = stmt
+            .execute(rusqlite::params_from_iter(params.iter()))
+            .map_err(sqlite_err)?;
+        Ok(n as u64)
+    }
+
+    async fn query(&mut self, st: &Statement, types: &[ColumnType]) -> Result<Vec<Vec<Value>>, DdbError> {
+        let mut out = Vec::new();
+        let params: Vec<Param<'_>> = st.params.iter().map(Param).collect();
+        let mut stmt = self.0.prepare_cached(&st.sql).map_err(sqlite_err)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(sqlite_err)?;
+        while let Some(row) = rows.next().map_err(sqlite_err)? {
+            let mut values = Vec::with_capacity(types.len());
+            for (i, ty) in types.iter().enumerate() {
+                values.push(read_value(row.get_ref(i).map_err(sqlite_err)?, *ty)?);
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+
+    async fn for_each_row(
+        &mut self,
+        sql: &str,
+        types: &[ColumnType],
+        sink: &mut (dyn for<'r> FnMut(&'r [Value]) + Send),
+    ) -> Result<(), DdbError> {
+        let mut stmt = self.0.prepare(sql).map_err(sqlite_err)?;
+        let mut rows = stmt.query([]).map_err(sqlite_err)?;
+        let mut values = Vec::with_capacity(types.len());
+        while let Some(row) = rows.next().map_err(sqlite_err)? {
+            values.clear();
+            for (i, ty) in types.iter().enumerate() {
+                values.push(read_value(row.get_ref(i).map_err(sqlite_err)?, *ty)?);
+            }
+            sink(&values);
+        }
+        Ok(())
+    }
+
+    async fn batch(&mut self, sql: &str) -> Result<(), DdbError> {
+        self.0.execute_batch(sql).map_err(sqlite_err)
+    }
+}
+
+impl Drop for SqliteConn {
+    fn drop(&mut self) {
+        // A transaction abandoned mid-way (a cancelled task) must not leak into the next user.
+        if !self.0.is_autocommit() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn poisoned<T>(_: T) -> DdbError {
+    DdbError::internal("store lock poisoned by an earlier panic")
+}
+
+fn sqlite_err(e: rusqlite::Error) -> DdbError {
+    use rusqlite::ErrorCode as C;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            let message = msg.clone().unwrap_or_else(|| e.to_string());
+            match f.code {
+                C::ConstraintViolation => DdbError::new(ErrorCode::Constraint, message),
+                C::DatabaseBusy | C::DatabaseLocked => DdbError::unavailable(message),
+                C::TooBig => DdbError::too_large(message),
+                _ => DdbError::internal(message),
+            }
+        }
+        _ => DdbError::internal(e.to_string()),
+    }
+}
