@@ -137,11 +137,6 @@ impl Dialect {
     }
 
     pub fn insert(self, schema: &TableSchema, row: &[(Name, Scalar)]) -> Result<Statement, DdbError> {
-        for c in &schema.columns {
-            if schema.refuses_null(c) && !row.iter().any(|(n, _)| n == &c.name) {
-                return Err(null_refused(schema, &c.name));
-            }
-        }
         let mut b = Builder::new(self);
         let mut names = Vec::with_capacity(row.len());
         let mut values = Vec::with_capacity(row.len());
@@ -149,6 +144,11 @@ impl Dialect {
             let value = typed_value(schema, name, scalar)?;
             names.push(self.quote(name.as_str()));
             values.push(b.bind(value));
+        }
+        for c in &schema.columns {
+            if schema.refuses_null(c) && !row.iter().any(|(n, _)| n == &c.name) {
+                return Err(null_refused(schema, &c.name));
+            }
         }
         b.sql = format!(
             "INSERT INTO {} ({}) VALUES ({})",
