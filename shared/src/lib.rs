@@ -1,12 +1,19 @@
 //! ddb's library: the op model and wire format, the stores, the replication log and the node
 //! runtime that `ddb-master` and `ddb-slave` run. See DESIGN.md beside the workspace.
 
+pub mod cli;
+pub mod client;
+pub mod connect;
 pub mod error;
+pub mod heartbeat;
+pub mod log;
 pub mod name;
+pub mod node;
 pub mod op;
 pub mod reply;
 pub mod sql;
 pub mod store;
+pub mod subjects;
 pub mod value;
 
 pub use error::{DdbError, ErrorCode};

@@ -52,6 +52,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// The seq of the DROP_DB that last removed `db` (0 if none), from the node catalog.
     async fn tombstone(&self, db: &Name) -> Result<u64, DdbError>;
     async fn set_tombstone(&self, db: &Name, seq: u64) -> Result<(), DdbError>;
+    /// The node's log position, kept in the node catalog (see `Store::log_position`).
+    async fn position(&self) -> Result<u64, DdbError>;
+    async fn set_position(&self, seq: u64) -> Result<(), DdbError>;
     async fn close(&self) -> Result<(), DdbError>;
 }
 
@@ -288,6 +291,14 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(out)
     }
 
+    async fn log_position(&self) -> Result<u64, DdbError> {
+        self.backend.position().await
+    }
+
+    async fn set_log_position(&self, seq: u64) -> Result<(), DdbError> {
+        self.backend.set_position(seq).await
+    }
+
     async fn tables(&self, db: &Name) -> Result<Vec<Name>, DdbError> {
         let mut conn = self.live_reader(db).await?;
         table_names(&mut conn, self.backend.dialect()).await
@@ -494,8 +505,9 @@ impl<B: Backend> WriteTxn for Txn<B> {
             return self.store.backend.remove(&self.db).await;
         }
         let Some(conn) = self.conn.as_mut() else {
-            // Nothing ran (every op failed on a missing database): nothing to record.
-            return Ok(());
+            // No database to hold the seq (an entry that ran nothing on an absent database):
+            // the catalog remembers it, as it does for a dropped one.
+            return self.store.backend.set_tombstone(&self.db, seq).await;
         };
         for st in d.set_applied_seq(seq) {
             conn.exec(&st).await?;

@@ -42,6 +42,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn databases(&self) -> Result<Vec<Name>, DdbError>;
 
+    /// The log stream seq up to which this node had applied every entry when it last said so;
+    /// where its log reader resumes. 0 for a new (or wiped) store: replay from the start.
+    async fn log_position(&self) -> Result<u64, DdbError>;
+
+    async fn set_log_position(&self, seq: u64) -> Result<(), DdbError>;
+
     async fn tables(&self, db: &Name) -> Result<Vec<Name>, DdbError>;
 
     /// Flushes and closes every connection; later calls may fail.

@@ -28,7 +28,8 @@ pub fn open(dir: &Path) -> Result<impl super::Store, DdbError> {
     let catalog = open_conn(&dir.join(CATALOG_FILE), true)?;
     catalog
         .execute_batch(
-            "CREATE TABLE IF NOT EXISTS dropped (db TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS dropped (db TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS node (k TEXT PRIMARY KEY, v INTEGER NOT NULL);",
         )
         .map_err(sqlite_err)?;
     Ok(SqlStore::new(SqliteBackend {
@@ -177,6 +178,29 @@ impl Backend for SqliteBackend {
         cat.execute(
             "INSERT INTO dropped (db, seq) VALUES (?1, ?2) ON CONFLICT(db) DO UPDATE SET seq = excluded.seq",
             rusqlite::params![db.as_str(), seq as i64],
+        )
+        .map_err(sqlite_err)?;
+        Ok(())
+    }
+
+    async fn position(&self) -> Result<u64, DdbError> {
+        let cat = self.catalog.lock().map_err(poisoned)?;
+        let v: Option<i64> = cat
+            .query_row("SELECT v FROM node WHERE k = 'log_position'", [], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(sqlite_err)?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    async fn set_position(&self, seq: u64) -> Result<(), DdbError> {
+        let cat = self.catalog.lock().map_err(poisoned)?;
+        cat.execute(
+            "INSERT INTO node (k, v) VALUES ('log_position', ?1) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+            [seq as i64],
         )
         .map_err(sqlite_err)?;
         Ok(())

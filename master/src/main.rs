@@ -1,0 +1,24 @@
+//! `ddb-master`: the node that takes writes and appends them to the log.
+
+use clap::Parser;
+use ddb::cli::{init_tracing, shutdown_signal, NodeArgs};
+use ddb::node::{run, Role};
+
+#[derive(Parser)]
+#[command(version, about = "ddb master node: takes writes, appends them to the NATS JetStream log")]
+struct Args {
+    /// Node name: heartbeats and the direct subject <prefix>.node.<name> use it.
+    #[arg(long, env = "DDB_NAME", default_value = "master")]
+    name: String,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    let config = args.node.into_config(&args.name);
+    run(Role::Master, config, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! What the node binaries share: their flags (DESIGN "Command-line contract"), logging set-up
+//! and the shutdown signal.
+
+use crate::connect::NatsOptions;
+use crate::node::NodeConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags every node takes; each also reads an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// NATS server URL(s), comma-separated for a cluster.
+    #[arg(long, env = "DDB_NATS", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Store: sqlite://DIR (default ./data/<name>) or mssql://user:password@host:1433.
+    #[arg(long, env = "DDB_STORE")]
+    pub store: Option<String>,
+    /// Subject prefix shared by every node and client of one deployment.
+    #[arg(long, env = "DDB_PREFIX", default_value = "ddb")]
+    pub prefix: String,
+    /// Heartbeat period.
+    #[arg(long, env = "DDB_HEARTBEAT_MS", default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// A slave takes writes after this long without a master heartbeat.
+    #[arg(long, env = "DDB_FAILOVER_AFTER_MS", default_value_t = 3000)]
+    pub failover_after_ms: u64,
+    /// How long a read with min_seq waits for this node to catch up.
+    #[arg(long, env = "DDB_WAIT_MS", default_value_t = 5000)]
+    pub wait_ms: u64,
+    /// Replicas of the log stream when this node creates it (3 on a 3-server cluster).
+    #[arg(long, env = "DDB_LOG_REPLICAS", default_value_t = 1)]
+    pub log_replicas: usize,
+    /// Drop log entries older than this many seconds (0: keep all; see DESIGN "Log retention").
+    #[arg(long, env = "DDB_LOG_MAX_AGE_S", default_value_t = 0)]
+    pub log_max_age_s: u64,
+    /// Bound the log's size in bytes (-1: no bound).
+    #[arg(long, env = "DDB_LOG_MAX_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    pub log_max_bytes: i64,
+    /// Largest request accepted, in bytes.
+    #[arg(long, env = "DDB_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Most rows one INSERT may carry.
+    #[arg(long, env = "DDB_MAX_ROWS", default_value_t = 10_000)]
+    pub max_rows_per_insert: usize,
+    /// Most waiting writes committed together (one transaction, one log entry).
+    #[arg(long, env = "DDB_MAX_BATCH", default_value_t = 256)]
+    pub max_batch: usize,
+    #[arg(long, env = "DDB_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "DDB_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file (JWT + NKey).
+    #[arg(long, env = "DDB_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificate that signed the NATS server's TLS certificate; turns TLS on.
+    #[arg(long, env = "DDB_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    pub fn nats_options(&self) -> NatsOptions {
+        NatsOptions {
+            urls: NatsOptions::parse_urls(&self.nats),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            creds_file: self.nats_creds.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            name: None,
+        }
+    }
+
+    pub fn into_config(self, name: &str) -> NodeConfig {
+        let mut cfg = NodeConfig::new(name);
+        cfg.nats = self.nats_options();
+        if let Some(store) = &self.store {
+            cfg.store = store.clone();
+        }
+        cfg.prefix = self.prefix;
+        cfg.heartbeat = Duration::from_millis(self.heartbeat_ms.max(10));
+        cfg.failover_after = Duration::from_millis(self.failover_after_ms.max(10));
+        cfg.wait_limit = Duration::from_millis(self.wait_ms);
+        cfg.stream.replicas = self.log_replicas.max(1);
+        cfg.stream.max_age = Duration::from_secs(self.log_max_age_s);
+        cfg.stream.max_bytes = self.log_max_bytes;
+        cfg.limits.max_request_bytes = self.max_request_bytes;
+        cfg.limits.max_rows_per_insert = self.max_rows_per_insert;
+        cfg.max_batch = self.max_batch;
+        cfg
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

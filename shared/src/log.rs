@@ -1,0 +1,274 @@
+//! The replicated log: a JetStream stream with one subject per database (`<prefix>.log.<db>`).
+//! Writers append with an expected per-subject sequence; every node reads it in order.
+
+use crate::error::{DdbError, ErrorCode};
+use crate::name::Name;
+use crate::op::{parse_request_json, Limits, Op, WriteOp};
+use crate::subjects::Subjects;
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, DeliverPolicy},
+    context::PublishErrorKind,
+    message::PublishMessage,
+    stream::{self, LastRawMessageErrorKind, StorageType},
+};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::time::Duration;
+
+/// What one log message holds: the ops one writer committed together, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub writer: String,
+    /// Each op as canonical request JSON (with its `op_id`, when it had one).
+    pub ops: Vec<Json>,
+}
+
+/// One op decoded from an entry.
+#[derive(Debug, Clone)]
+pub struct LoggedOp {
+    pub op: WriteOp,
+    pub op_id: Option<String>,
+}
+
+impl LogEntry {
+    pub fn new(writer: &str, ops: &[(WriteOp, Option<String>)]) -> Self {
+        LogEntry {
+            writer: writer.to_owned(),
+            ops: ops
+                .iter()
+                .map(|(op, op_id)| {
+                    let mut j = op.to_json();
+                    if let (Some(id), Json::Object(m)) = (op_id, &mut j) {
+                        m.insert("op_id".into(), Json::String(id.clone()));
+                    }
+                    j
+                })
+                .collect(),
+        }
+    }
+
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Decodes and re-validates an entry; `db` is the database its subject names.
+    pub fn decode(bytes: &[u8], db: &Name) -> Result<(String, Vec<LoggedOp>), DdbError> {
+        let entry: LogEntry = serde_json::from_slice(bytes)
+            .map_err(|e| DdbError::bad_request(format!("log entry is not ddb JSON: {e}")))?;
+        // Entries were checked when written; here only size limits are relaxed.
+        let limits = Limits {
+            max_request_bytes: usize::MAX,
+            max_rows_per_insert: usize::MAX,
+        };
+        let mut ops = Vec::with_capacity(entry.ops.len());
+        for j in entry.ops {
+            let req = parse_request_json(j, &limits)?;
+            let Op::Write(op) = req.op else {
+                return Err(DdbError::bad_request("log entry holds a read op"));
+            };
+            if op.db() != db {
+                return Err(DdbError::bad_request(format!(
+                    "log entry for database {} on the subject of {db}",
+                    op.db()
+                )));
+            }
+            ops.push(LoggedOp {
+                op,
+                op_id: req.op_id,
+            });
+        }
+        if ops.is_empty() {
+            return Err(DdbError::bad_request("log entry holds no op"));
+        }
+        Ok((entry.writer, ops))
+    }
+}
+
+/// How the stream is created when it does not exist yet.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub replicas: usize,
+    pub duplicate_window: Duration,
+    /// Zero keeps entries forever (the default: a new node replays from the start).
+    pub max_age: Duration,
+    /// Negative keeps entries whatever their total size.
+    pub max_bytes: i64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::ZERO,
+            max_bytes: -1,
+        }
+    }
+}
+
+/// Why an append did not land.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to this database since our last applied entry.
+    #[error("another writer appended first")]
+    Conflict,
+    #[error("entry is larger than the server accepts")]
+    TooLarge,
+    #[error("log unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The acknowledgement of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    /// The op_id was already in the log (inside the duplicate window): `seq` is the original.
+    pub duplicate: bool,
+}
+
+#[derive(Clone)]
+pub struct Log {
+    js: jetstream::Context,
+    subjects: Subjects,
+}
+
+impl Log {
+    pub fn new(client: async_nats::Client, subjects: Subjects) -> Self {
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_secs(5));
+        Log { js, subjects }
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// Creates the stream, or checks that the existing one carries the log subjects.
+    pub async fn ensure_stream(&self, settings: &StreamSettings) -> Result<(), DdbError> {
+        let name = self.subjects.stream();
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: vec![self.subjects.log_all()],
+            storage: StorageType::File,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            max_age: settings.max_age,
+            max_bytes: settings.max_bytes,
+            ..Default::default()
+        };
+        let mut stream = self
+            .js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot create or open stream {name}: {e}")))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot read stream {name}: {e}")))?;
+        if !info.config.subjects.contains(&self.subjects.log_all()) {
+            return Err(DdbError::new(
+                ErrorCode::Internal,
+                format!(
+                    "stream {name} exists but does not carry {}; it belongs to something else",
+                    self.subjects.log_all()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn stream(&self) -> Result<stream::Stream, DdbError> {
+        self.js
+            .get_stream(self.subjects.stream())
+            .await
+            .map_err(|e| DdbError::unavailable(format!("log stream unavailable: {e}")))
+    }
+
+    /// Appends `entry` to `db`'s subject if the last entry there is `expected` (0: none).
+    pub async fn append(
+        &self,
+        db: &Name,
+        entry: &LogEntry,
+        expected: u64,
+        msg_id: Option<&str>,
+    ) -> Result<Appended, AppendError> {
+        let mut publish = PublishMessage::build()
+            .payload(entry.encode())
+            .expected_last_subject_sequence(expected);
+        if let Some(id) = msg_id {
+            publish = publish.message_id(id);
+        }
+        let map = |kind: PublishErrorKind, e: String| match kind {
+            PublishErrorKind::WrongLastSequence => AppendError::Conflict,
+            PublishErrorKind::MaxPayloadExceeded => AppendError::TooLarge,
+            _ => AppendError::Unavailable(e),
+        };
+        let ack = self
+            .js
+            .send_publish(self.subjects.log(db.as_str()), publish)
+            .await
+            .map_err(|e| map(e.kind(), e.to_string()))?
+            .await
+            .map_err(|e| map(e.kind(), e.to_string()))?;
+        Ok(Appended {
+            seq: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// The stream seq of the last entry of `db`, 0 when it has none.
+    pub async fn last_seq_of(&self, db: &Name) -> Result<u64, DdbError> {
+        let stream = self.stream().await?;
+        match stream
+            .get_last_raw_message_by_subject(&self.subjects.log(db.as_str()))
+            .await
+        {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
+        }
+    }
+
+    /// The stream's last seq (0 when empty).
+    pub async fn last_seq(&self) -> Result<u64, DdbError> {
+        let mut stream = self.stream().await?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot read the log: {e}")))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The node's durable consumer, (re)created to start right after `position`: the store,
+    /// not the server, knows what this node has applied (a wiped store replays everything).
+    pub async fn consumer(&self, node: &str, position: u64) -> Result<pull::Stream, DdbError> {
+        let stream = self.stream().await?;
+        let durable = format!("ddb_{node}");
+        // Deleting first lets the start sequence follow the store; absent is fine.
+        let _ = stream.delete_consumer(&durable).await;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.clone()),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: position + 1,
+                },
+                ack_policy: AckPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 100_000,
+                filter_subject: self.subjects.log_all(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot create consumer {durable}: {e}")))?;
+        consumer
+            .stream()
+            .max_messages_per_batch(1000)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot read from consumer {durable}: {e}")))
+    }
+}

@@ -1,0 +1,252 @@
+//! The apply path (DESIGN "Replication" step 5): read the whole log in order through this
+//! node's durable consumer and apply each entry exactly once. A database's applied seq is
+//! committed in the same transaction as its ops, so a crash anywhere replays nothing twice.
+//! While catching up, consecutive entries of one database share one transaction.
+
+use super::NodeRef;
+use crate::error::DdbError;
+use crate::log::{LogEntry, LoggedOp};
+use crate::name::Name;
+use crate::op::WriteOp;
+use async_nats::jetstream::Message;
+use futures::{FutureExt, StreamExt};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Most entries taken from the consumer before applying them.
+const MAX_BATCH: usize = 1000;
+/// The position is persisted at most this often (it only bounds replay after a restart).
+const PERSIST_EVERY: Duration = Duration::from_millis(200);
+
+pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
+    let mut persisted_at = Instant::now();
+    let mut persisted = node.position();
+    'reconnect: loop {
+        let position = node.position();
+        let mut messages = tokio::select! {
+            _ = stop.cancelled() => break 'reconnect,
+            r = node.log.consumer(node.name(), position) => match r {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(node = %node.name(), error = %e, "cannot open the log consumer; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => break 'reconnect,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue 'reconnect,
+                    }
+                }
+            },
+        };
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => break 'reconnect,
+                next = messages.next() => next,
+                _ = tokio::time::sleep(PERSIST_EVERY) => {
+                    persist(&node, &mut persisted, &mut persisted_at, false).await;
+                    continue;
+                }
+            };
+            let first = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::warn!(node = %node.name(), error = %e, "log consumer error; reopening it");
+                    continue 'reconnect;
+                }
+                None => continue 'reconnect,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(m))) => batch.push(m),
+                    _ => break,
+                }
+            }
+            apply_batch(&node, &batch).await;
+            if let Some(last) = batch.last() {
+                // AckAll: one ack covers the batch. The consumer's state is only a hint; the
+                // store's position is what a restart resumes from.
+                let _ = last.ack().await;
+            }
+            persist(&node, &mut persisted, &mut persisted_at, false).await;
+        }
+    }
+    persist(&node, &mut persisted, &mut persisted_at, true).await;
+}
+
+/// Stores the position a restart may resume from: never past an entry a broken database
+/// still needs.
+async fn persist(node: &NodeRef, persisted: &mut u64, at: &mut Instant, now: bool) {
+    if !now && at.elapsed() < PERSIST_EVERY {
+        return;
+    }
+    let mut safe = node.position();
+    if let Ok(b) = node.broken.lock() {
+        if let Some(min) = b.values().map(|x| x.seq).min() {
+            safe = safe.min(min.saturating_sub(1));
+        }
+    }
+    if safe != *persisted {
+        match node.store.set_log_position(safe).await {
+            Ok(()) => *persisted = safe,
+            Err(e) => tracing::warn!(node = %node.name(), error = %e, "cannot persist the log position"),
+        }
+    }
+    *at = Instant::now();
+}
+
+struct Entry {
+    seq: u64,
+    payload: bytes::Bytes,
+}
+
+async fn apply_batch(node: &NodeRef, batch: &[Message]) {
+    let mut last_seq = node.position();
+    // Consecutive entries of one database form one group.
+    let mut group: Option<(Name, Vec<Entry>)> = None;
+    for msg in batch {
+        let Ok(info) = msg.info() else {
+            tracing::error!(subject = %msg.subject, "log message without JetStream metadata; ignored");
+            continue;
+        };
+        let seq = info.stream_sequence;
+        node.note_log_seq(seq + info.pending);
+        if seq <= last_seq {
+            continue; // redelivered
+        }
+        last_seq = seq;
+        let Some(db) = node
+            .subjects
+            .db_of_log_subject(&msg.subject)
+            .and_then(|d| Name::parse_db(d).ok())
+            .filter(|n| Some(n.as_str()) == node.subjects.db_of_log_subject(&msg.subject))
+        else {
+            tracing::error!(subject = %msg.subject, seq, "log entry on a subject that names no valid database; ignored");
+            continue;
+        };
+        let entry = Entry {
+            seq,
+            payload: msg.payload.clone(),
+        };
+        match &mut group {
+            Some((g, entries)) if *g == db => entries.push(entry),
+            _ => {
+                if let Some((g, entries)) = group.take() {
+                    apply_group(node, &g, entries).await;
+                }
+                group = Some((db, vec![entry]));
+            }
+        }
+    }
+    if let Some((g, entries)) = group.take() {
+        apply_group(node, &g, entries).await;
+    }
+    node.position.send_if_modified(|p| {
+        if last_seq > *p {
+            *p = last_seq;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+async fn apply_group(node: &NodeRef, db: &Name, entries: Vec<Entry>) {
+    if node.is_broken(db.as_str()) {
+        return;
+    }
+    let mut cursor = node.cursor(db).await;
+    let applied = match cursor.applied(node.store.as_ref()).await {
+        Ok(s) => s,
+        Err(e) => {
+            node.mark_broken(db, entries[0].seq, &e);
+            return;
+        }
+    };
+    let mut decoded: Vec<(u64, Vec<LoggedOp>)> = Vec::with_capacity(entries.len());
+    for e in entries.into_iter().filter(|e| e.seq > applied) {
+        match LogEntry::decode(&e.payload, db) {
+            Ok((_, ops)) => decoded.push((e.seq, ops)),
+            Err(err) => {
+                // No writer appends an entry it has not executed, so this was not written by
+                // ddb: every node skips it alike (recording its seq, so writers can append
+                // after it), and says so.
+                tracing::error!(node = %node.name(), db = %db, seq = e.seq, error = %err, "log entry is not a valid ddb entry; skipped on every node");
+                decoded.push((e.seq, Vec::new()));
+            }
+        }
+    }
+    if decoded.is_empty() {
+        return;
+    }
+    // CREATE_DB and DROP_DB begin or end a database: such entries go alone.
+    let mut start = 0;
+    while start < decoded.len() {
+        let alone = touches_db_lifecycle(&decoded[start].1);
+        let mut end = start + 1;
+        if !alone {
+            while end < decoded.len() && !touches_db_lifecycle(&decoded[end].1) {
+                end += 1;
+            }
+        }
+        let chunk = &decoded[start..end];
+        match apply_chunk(node, db, chunk).await {
+            Ok(()) => cursor.set_applied(chunk[chunk.len() - 1].0),
+            Err(_) if chunk.len() > 1 => {
+                // Find the entry that fails by applying one at a time.
+                for one in chunk {
+                    match apply_chunk(node, db, std::slice::from_ref(one)).await {
+                        Ok(()) => cursor.set_applied(one.0),
+                        Err(e) => {
+                            node.mark_broken(db, one.0, &e);
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                node.mark_broken(db, chunk[0].0, &e);
+                return;
+            }
+        }
+        start = end;
+    }
+}
+
+fn touches_db_lifecycle(ops: &[LoggedOp]) -> bool {
+    ops.iter()
+        .any(|o| matches!(o.op, WriteOp::CreateDb { .. } | WriteOp::DropDb { .. }))
+}
+
+async fn apply_chunk(node: &NodeRef, db: &Name, chunk: &[(u64, Vec<LoggedOp>)]) -> Result<(), DdbError> {
+    let started = Instant::now();
+    let mut txn = node.store.begin(db).await?;
+    for (seq, ops) in chunk {
+        for o in ops {
+            if let Err(e) = txn.execute(&o.op).await {
+                let _ = txn.rollback().await;
+                return Err(DdbError::new(
+                    e.code,
+                    format!("entry {seq}, {} on {db}: {}", o.op.name(), e.message),
+                ));
+            }
+        }
+    }
+    let last = chunk[chunk.len() - 1].0;
+    txn.commit(last).await?;
+    for (seq, ops) in chunk {
+        for o in ops {
+            match &o.op {
+                WriteOp::CreateDb { db } => node.note_database(db, true),
+                WriteOp::DropDb { db } => node.note_database(db, false),
+                _ => {}
+            }
+            if let Some(id) = &o.op_id {
+                node.remember_op_id(id, *seq);
+            }
+        }
+    }
+    tracing::debug!(
+        node = %node.name(), db = %db, first = chunk[0].0, last, entries = chunk.len(),
+        micros = started.elapsed().as_micros() as u64, "applied"
+    );
+    Ok(())
+}

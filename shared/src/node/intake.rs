@@ -1,0 +1,204 @@
+//! Requests in: `<prefix>.node.<name>` always, `<prefix>.ops` (queue group `writers`) while
+//! this node takes writes. Every request gets a typed reply; a message without a reply
+//! subject (`nats pub`) that fails is logged instead.
+
+use super::writer::Job;
+use super::{Mode, NodeRef};
+use crate::error::DdbError;
+use crate::op::{parse_request, Op, ReadOp, Request};
+use crate::reply::Reply;
+use crate::subjects::WRITERS_QUEUE;
+use async_nats::{Message, Subscriber};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Requests handled at once; past this, intake waits (backpressure on the subscription).
+const MAX_IN_FLIGHT: usize = 8192;
+
+pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
+    let Some(mut direct) = subscribe(&node, &stop, None).await else {
+        return;
+    };
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut ops: Option<Subscriber> = None;
+    let mut mode = node.mode.subscribe();
+    loop {
+        let takes_writes = matches!(*mode.borrow_and_update(), Mode::Master | Mode::Failover);
+        if takes_writes && ops.is_none() {
+            ops = subscribe(&node, &stop, Some(WRITERS_QUEUE)).await;
+            tracing::info!(node = %node.name(), subject = %node.subjects.ops(), "intake open");
+        } else if !takes_writes {
+            if let Some(mut sub) = ops.take() {
+                let _ = sub.unsubscribe().await;
+                // What was already delivered to us is still answered.
+                while let Some(Some(m)) = futures::FutureExt::now_or_never(sub.next()) {
+                    handle(&node, &in_flight, m).await;
+                }
+                tracing::info!(node = %node.name(), subject = %node.subjects.ops(), "intake closed");
+            }
+        }
+        let msg = tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = mode.changed() => continue,
+            m = direct.next() => m,
+            m = next_or_pending(&mut ops) => m,
+        };
+        match msg {
+            Some(m) => handle(&node, &in_flight, m).await,
+            None => {
+                tracing::warn!(node = %node.name(), "subscription ended; resubscribing");
+                match subscribe(&node, &stop, None).await {
+                    Some(s) => direct = s,
+                    None => break,
+                }
+                ops = None;
+            }
+        }
+    }
+    let _ = direct.unsubscribe().await;
+    if let Some(mut sub) = ops {
+        let _ = sub.unsubscribe().await;
+    }
+    // Wait for requests in hand to be answered.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        in_flight.acquire_many(MAX_IN_FLIGHT as u32),
+    )
+    .await;
+}
+
+async fn next_or_pending(sub: &mut Option<Subscriber>) -> Option<Message> {
+    match sub {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn subscribe(node: &NodeRef, stop: &CancellationToken, queue: Option<&str>) -> Option<Subscriber> {
+    loop {
+        let r = match queue {
+            None => node.client.subscribe(node.subjects.node(node.name())).await,
+            Some(q) => {
+                node.client
+                    .queue_subscribe(node.subjects.ops(), q.to_owned())
+                    .await
+            }
+        };
+        match r {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                tracing::warn!(node = %node.name(), error = %e, "cannot subscribe; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn handle(node: &NodeRef, in_flight: &Arc<Semaphore>, msg: Message) {
+    let received = Instant::now();
+    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        return;
+    };
+    let request = match parse_request(&msg.payload, &node.cfg.limits) {
+        Ok(r) => r,
+        Err(e) => {
+            respond(node, &msg, Err(e), "?", "?", received).await;
+            return;
+        }
+    };
+    let node = node.clone();
+    tokio::spawn(async move {
+        let op_name = request.op.name();
+        let db = request.op.db().to_string();
+        let result = serve(&node, request, received).await;
+        respond(&node, &msg, result, op_name, &db, received).await;
+        drop(permit);
+    });
+}
+
+async fn serve(node: &NodeRef, request: Request, received: Instant) -> Result<Reply, DdbError> {
+    match request.op {
+        Op::Read(read) => {
+            if let Some(seq) = request.min_seq {
+                node.wait_position(seq, node.cfg.wait_limit).await?;
+            }
+            let mut reply = Reply::ok(node.name());
+            reply.seq = Some(node.position());
+            match read {
+                ReadOp::Search(s) => {
+                    let rows = node.store.search(&s).await?;
+                    reply.rows = Some(rows);
+                }
+                ReadOp::Checksum { db, table } => {
+                    reply.tables = Some(node.store.checksum(&db, table.as_ref()).await?);
+                }
+            }
+            Ok(reply)
+        }
+        Op::Write(op) => {
+            if let Some(refusal) = node.write_refusal() {
+                return Err(refusal);
+            }
+            let (tx, rx) = oneshot::channel();
+            node.writers.submit(
+                node,
+                Job {
+                    op,
+                    op_id: request.op_id,
+                    reply: tx,
+                    received,
+                },
+            );
+            rx.await
+                .map_err(|_| DdbError::unavailable("the node stopped before the write finished"))
+        }
+    }
+}
+
+async fn respond(
+    node: &NodeRef,
+    msg: &Message,
+    result: Result<Reply, DdbError>,
+    op: &str,
+    db: &str,
+    received: Instant,
+) {
+    let is_write = !matches!(op, "SEARCH" | "CHECKSUM");
+    let reply = match result {
+        Ok(r) => r,
+        Err(e) => Reply::error(node.name(), &e),
+    };
+    if !is_write || reply.error.is_some() {
+        // Writes log themselves in the writer, with their seq.
+        tracing::info!(
+            node = %node.name(), op, db, seq = reply.seq,
+            micros = received.elapsed().as_micros() as u64,
+            outcome = reply.error.as_ref().map_or("ok", |e| e.code.as_str()),
+            "request"
+        );
+    }
+    let Some(to) = msg.reply.clone() else {
+        if let Some(e) = &reply.error {
+            tracing::warn!(node = %node.name(), subject = %msg.subject, code = %e.code, message = %e.message, "rejected a message that has no reply subject");
+        }
+        return;
+    };
+    let mut bytes = reply.to_bytes();
+    let max = node.client.server_info().max_payload;
+    if max > 0 && bytes.len() > max {
+        let e = DdbError::too_large(format!(
+            "the reply is {} bytes, more than the server's max_payload of {max}; narrow the SEARCH with a condition, columns or limit",
+            bytes.len()
+        ));
+        bytes = Reply::error(node.name(), &e).to_bytes();
+    }
+    if let Err(e) = node.client.publish(to, bytes.into()).await {
+        tracing::warn!(node = %node.name(), error = %e, "cannot send a reply");
+    }
+}

@@ -1,0 +1,111 @@
+//! The node runtime that `ddb-master` and `ddb-slave` run (DESIGN "Replication", "Failover",
+//! "Reads"): the log reader that applies entries, the writer that appends them, the intake
+//! that answers requests, and the heartbeats that drive failover.
+
+mod applier;
+mod intake;
+mod liveness;
+mod state;
+mod writer;
+
+pub use crate::heartbeat::{Mode, Role};
+
+use crate::connect::NatsOptions;
+use crate::error::DdbError;
+use crate::log::{Log, StreamSettings};
+use crate::op::Limits;
+use crate::subjects::{validate_node_name, Subjects};
+use state::Node;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a node needs; the binaries fill it from flags and env vars.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub nats: NatsOptions,
+    /// `sqlite://DIR` or `mssql://...`.
+    pub store: String,
+    pub prefix: String,
+    pub heartbeat: Duration,
+    /// A slave takes writes after this long without a master heartbeat.
+    pub failover_after: Duration,
+    /// How long a read with `min_seq` waits, and how long a writer waits for its own log
+    /// reader to catch up after a sequence conflict.
+    pub wait_limit: Duration,
+    pub stream: StreamSettings,
+    pub limits: Limits,
+    /// Most ops committed together in one store transaction and one log entry.
+    pub max_batch: usize,
+}
+
+impl NodeConfig {
+    pub fn new(name: &str) -> Self {
+        NodeConfig {
+            name: name.to_owned(),
+            nats: NatsOptions::new(&["nats://127.0.0.1:4222".to_owned()]),
+            store: format!("sqlite://./data/{name}"),
+            prefix: "ddb".to_owned(),
+            heartbeat: Duration::from_millis(1000),
+            failover_after: Duration::from_millis(3000),
+            wait_limit: Duration::from_secs(5),
+            stream: StreamSettings::default(),
+            limits: Limits::default(),
+            max_batch: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot open the store: {0}")]
+    Store(DdbError),
+    #[error("cannot reach NATS: {0}")]
+    Nats(DdbError),
+    #[error("cannot open the log: {0}")]
+    Log(DdbError),
+}
+
+/// Runs a node until `shutdown` resolves, then stops intake, finishes the ops in hand, drains
+/// NATS and closes the store.
+pub async fn run(
+    role: Role,
+    cfg: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    validate_node_name(&cfg.name).map_err(NodeError::Config)?;
+    if cfg.max_batch == 0 {
+        return Err(NodeError::Config("max batch must be at least 1".into()));
+    }
+    let store = crate::store::open(&cfg.store, &cfg.name)
+        .await
+        .map_err(NodeError::Store)?;
+    let mut nats_opts = cfg.nats.clone();
+    nats_opts.name.get_or_insert_with(|| format!("ddb-{}", cfg.name));
+    let client = nats_opts.connect().await.map_err(NodeError::Nats)?;
+    let subjects = Subjects::new(&cfg.prefix);
+    let log = Log::new(client.clone(), subjects.clone());
+    // The stream may not be reachable yet (JetStream starting, cluster electing): retry.
+    let mut attempt = 0u32;
+    loop {
+        match log.ensure_stream(&cfg.stream).await {
+            Ok(()) => break,
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "log stream not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(NodeError::Log(e)),
+        }
+    }
+    let node = Node::new(role, cfg, store, client, log)
+        .await
+        .map_err(NodeError::Store)?;
+    node.run(shutdown).await;
+    Ok(())
+}
+
+pub(crate) type NodeRef = Arc<Node>;

@@ -1,0 +1,350 @@
+//! The write path (DESIGN "Replication" steps 1–4): per database, a queue in arrival order;
+//! a worker takes what is waiting, executes it in one store transaction, appends it to the
+//! log as one entry with the expected last sequence, and commits with the entry's seq.
+//! Nothing is committed that the log does not hold.
+
+use super::NodeRef;
+use crate::error::{DdbError, ErrorCode};
+use crate::log::{AppendError, LogEntry};
+use crate::name::Name;
+use crate::op::WriteOp;
+use crate::reply::Reply;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Attempts after sequence conflicts before a write is answered with `conflict`.
+const MAX_ATTEMPTS: usize = 8;
+/// A database's worker exits after this long without writes.
+const IDLE_EXIT: Duration = Duration::from_secs(60);
+
+pub(crate) struct Job {
+    pub op: WriteOp,
+    pub op_id: Option<String>,
+    pub reply: oneshot::Sender<Reply>,
+    pub received: Instant,
+}
+
+impl Job {
+    /// Ops that can share a transaction and a log entry with others: those without an op_id
+    /// (which needs an entry of its own to be the entry's `Nats-Msg-Id`) and not CREATE_DB or
+    /// DROP_DB (which start or end a database).
+    fn batchable(&self) -> bool {
+        self.op_id.is_none()
+            && !matches!(self.op, WriteOp::CreateDb { .. } | WriteOp::DropDb { .. })
+    }
+}
+
+type Queue = mpsc::UnboundedSender<Job>;
+
+#[derive(Default)]
+pub(crate) struct Writers {
+    /// Per database: its queue, its worker, and the worker's id (to retire the right one).
+    queues: Mutex<HashMap<Name, (Queue, JoinHandle<()>, u64)>>,
+    next_id: AtomicU64,
+}
+
+impl Writers {
+    pub fn submit(&self, node: &NodeRef, job: Job) {
+        let db = job.op.db().clone();
+        let mut job = job;
+        loop {
+            let tx = {
+                let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = queues.entry(db.clone()).or_insert_with(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    let handle = tokio::spawn(worker(node.clone(), db.clone(), rx, id));
+                    (tx, handle, id)
+                });
+                entry.0.clone()
+            };
+            match tx.send(job) {
+                Ok(()) => return,
+                // The worker retired between our lookup and the send: start a new one.
+                Err(mpsc::error::SendError(back)) => {
+                    job = back;
+                    let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+                    if queues.get(&db).is_some_and(|(q, _, _)| q.same_channel(&tx)) {
+                        queues.remove(&db);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets every queued write finish (bounded), for a clean shutdown.
+    pub async fn drain(&self, limit: Duration) {
+        let all: Vec<_> = {
+            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            queues.drain().map(|(_, (_, h, _))| h).collect()
+        };
+        let _ = tokio::time::timeout(limit, futures::future::join_all(all)).await;
+    }
+
+    /// Removes worker `id` from the map if it is still the one serving `db`.
+    fn retire(&self, db: &Name, id: u64) -> bool {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        match queues.get(db) {
+            Some((_, _, current)) if *current == id => {
+                queues.remove(db);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+async fn worker(node: NodeRef, db: Name, mut rx: mpsc::UnboundedReceiver<Job>, id: u64) {
+    let mut carry: Option<Job> = None;
+    loop {
+        let first = match carry.take() {
+            Some(j) => j,
+            None => match tokio::time::timeout(IDLE_EXIT, rx.recv()).await {
+                Ok(Some(j)) => j,
+                Ok(None) => return,
+                Err(_) => {
+                    if node.writers.retire(&db, id) {
+                        rx.close();
+                        while let Ok(j) = rx.try_recv() {
+                            process(&node, &db, vec![j]).await;
+                        }
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let mut batch = vec![first];
+        if batch[0].batchable() {
+            while batch.len() < node.cfg.max_batch {
+                match rx.try_recv() {
+                    Ok(j) if j.batchable() => batch.push(j),
+                    Ok(j) => {
+                        carry = Some(j);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        process(&node, &db, batch).await;
+    }
+}
+
+fn answer(node: &NodeRef, job: Job, result: Result<Reply, DdbError>) {
+    let reply = match result {
+        Ok(r) => r,
+        Err(e) => Reply::error(node.name(), &e),
+    };
+    tracing::info!(
+        node = %node.name(), op = job.op.name(), db = %job.op.db(), seq = reply.seq,
+        micros = job.received.elapsed().as_micros() as u64,
+        outcome = reply.error.as_ref().map_or("ok", |e| e.code.as_str()),
+        "write"
+    );
+    let _ = job.reply.send(reply);
+}
+
+fn ok_reply(node: &NodeRef, seq: u64, affected: Option<u64>, duplicate: bool) -> Reply {
+    let mut r = Reply::ok(node.name());
+    r.seq = Some(seq);
+    r.affected = affected;
+    r.duplicate = duplicate;
+    r
+}
+
+async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
+    // A retry of an op this node has already seen in the log: answer with the original seq.
+    let mut fresh = Vec::with_capacity(jobs.len());
+    for job in jobs.drain(..) {
+        match job.op_id.as_deref().and_then(|id| node.seq_of_op_id(id)) {
+            Some(seq) => answer(node, job, Ok(ok_reply(node, seq, None, true))),
+            None => fresh.push(job),
+        }
+    }
+    if fresh.is_empty() {
+        return;
+    }
+    if let Some(refusal) = node.write_refusal() {
+        for job in fresh {
+            answer(node, job, Err(refusal.clone()));
+        }
+        return;
+    }
+    let jobs = fresh;
+    if node.is_broken(db.as_str()) {
+        let e = DdbError::unavailable(format!(
+            "database {db} stopped replicating on node {} (see its heartbeat); write through another node",
+            node.name()
+        ));
+        for job in jobs {
+            answer(node, job, Err(e.clone()));
+        }
+        return;
+    }
+    for attempt in 0..MAX_ATTEMPTS {
+        match try_once(node, db, &jobs).await {
+            Attempt::Done(results) => {
+                for (job, r) in jobs.into_iter().zip(results) {
+                    answer(node, job, r);
+                }
+                return;
+            }
+            Attempt::Conflict => {
+                tracing::debug!(node = %node.name(), db = %db, attempt, "sequence conflict; catching up");
+                if let Err(e) = catch_up(node, db).await {
+                    for job in jobs {
+                        answer(node, job, Err(e.clone()));
+                    }
+                    return;
+                }
+            }
+            Attempt::Split => {
+                for job in jobs {
+                    Box::pin(process(node, db, vec![job])).await;
+                }
+                return;
+            }
+        }
+    }
+    let e = DdbError::new(
+        ErrorCode::Conflict,
+        format!("database {db} kept changing under concurrent writers; retry"),
+    );
+    for job in jobs {
+        answer(node, job, Err(e.clone()));
+    }
+}
+
+enum Attempt {
+    Done(Vec<Result<Reply, DdbError>>),
+    Conflict,
+    /// The entry was too large for one message: write the ops one by one.
+    Split,
+}
+
+async fn try_once(node: &NodeRef, db: &Name, jobs: &[Job]) -> Attempt {
+    let all_fail = |e: DdbError| Attempt::Done(jobs.iter().map(|_| Err(e.clone())).collect());
+    let mut cursor = node.cursor(db).await;
+    let expected = match cursor.applied(node.store.as_ref()).await {
+        Ok(s) => s,
+        Err(e) => return all_fail(e),
+    };
+    let mut txn = match node.store.begin(db).await {
+        Ok(t) => t,
+        Err(e) => return all_fail(e),
+    };
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut logged = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let r = txn.execute(&job.op).await;
+        if r.is_ok() {
+            logged.push((job.op.clone(), job.op_id.clone()));
+        }
+        outcomes.push(r);
+    }
+    if logged.is_empty() {
+        let _ = txn.rollback().await;
+        return Attempt::Done(outcomes.into_iter().map(|r| r.map(|_| Reply::default())).collect());
+    }
+    let entry = LogEntry::new(node.name(), &logged);
+    let msg_id = match jobs {
+        [only] => only.op_id.as_deref(),
+        _ => None,
+    };
+    match node.log.append(db, &entry, expected, msg_id).await {
+        Ok(appended) if !appended.duplicate => {
+            let seq = appended.seq;
+            node.note_log_seq(seq);
+            match txn.commit(seq).await {
+                Ok(()) => cursor.set_applied(seq),
+                Err(e) => {
+                    // The log holds the entry; the log reader will apply it here.
+                    tracing::error!(node = %node.name(), db = %db, seq, error = %e, "commit after append failed; the log reader will apply the entry");
+                    cursor.invalidate();
+                }
+            }
+            for job in jobs {
+                match &job.op {
+                    WriteOp::CreateDb { db } => node.note_database(db, true),
+                    WriteOp::DropDb { db } => node.note_database(db, false),
+                    _ => {}
+                }
+                if let Some(id) = &job.op_id {
+                    node.remember_op_id(id, seq);
+                }
+            }
+            Attempt::Done(
+                outcomes
+                    .into_iter()
+                    .map(|r| r.map(|n| ok_reply(node, seq, Some(n), false)))
+                    .collect(),
+            )
+        }
+        Ok(appended) => {
+            // The op_id is already in the log: never apply it twice.
+            let _ = txn.rollback().await;
+            drop(cursor);
+            let seq = appended.seq;
+            let r = node
+                .wait_position(seq, node.cfg.wait_limit)
+                .await
+                .map(|()| ok_reply(node, seq, None, true));
+            Attempt::Done(vec![r])
+        }
+        Err(AppendError::Conflict) => {
+            let _ = txn.rollback().await;
+            Attempt::Conflict
+        }
+        Err(AppendError::TooLarge) => {
+            let _ = txn.rollback().await;
+            if jobs.len() > 1 {
+                Attempt::Split
+            } else {
+                all_fail(DdbError::too_large(
+                    "the op is larger than the NATS server's max_payload",
+                ))
+            }
+        }
+        Err(AppendError::Unavailable(e)) => {
+            let _ = txn.rollback().await;
+            all_fail(DdbError::unavailable(format!(
+                "the log did not confirm the write, so nothing was committed ({e}); retry with the same op_id to be safe"
+            )))
+        }
+    }
+}
+
+/// After a conflict: wait until the log reader has applied this database's newest entry.
+async fn catch_up(node: &NodeRef, db: &Name) -> Result<(), DdbError> {
+    let target = node.log.last_seq_of(db).await?;
+    node.note_log_seq(target);
+    let deadline = Instant::now() + node.cfg.wait_limit;
+    let mut position = node.position.subscribe();
+    loop {
+        {
+            let mut cursor = node.cursor(db).await;
+            if cursor.applied(node.store.as_ref()).await? >= target {
+                return Ok(());
+            }
+        }
+        if node.is_broken(db.as_str()) {
+            return Err(DdbError::unavailable(format!(
+                "database {db} stopped replicating on node {}",
+                node.name()
+            )));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DdbError::new(
+                ErrorCode::Timeout,
+                format!("node {} could not catch up with database {db} in time", node.name()),
+            ));
+        }
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), position.changed()).await;
+    }
+}

@@ -1,0 +1,24 @@
+//! `ddb-slave`: a replica that applies the log, serves reads, and takes writes in failover.
+
+use clap::Parser;
+use ddb::cli::{init_tracing, shutdown_signal, NodeArgs};
+use ddb::node::{run, Role};
+
+#[derive(Parser)]
+#[command(version, about = "ddb slave node: applies the log, serves reads, takes writes when the master is gone")]
+struct Args {
+    /// Node name (e.g. slave1): heartbeats and the direct subject <prefix>.node.<name> use it.
+    #[arg(long, env = "DDB_NAME")]
+    name: String,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    let config = args.node.into_config(&args.name);
+    run(Role::Slave, config, shutdown_signal()).await?;
+    Ok(())
+}
