@@ -86,12 +86,14 @@ impl DdbClient {
     }
 
     /// Every heartbeat from every node, as it arrives; malformed ones are skipped.
-    pub async fn heartbeats(&self) -> Result<impl futures::Stream<Item = Heartbeat> + Send + 'static, DdbError> {
+    pub async fn heartbeats(&self) -> Result<futures::stream::BoxStream<'static, Heartbeat>, DdbError> {
         let sub = self
             .nats
             .subscribe(self.subjects.heartbeat_all())
             .await
             .map_err(|e| DdbError::unavailable(format!("cannot subscribe to heartbeats: {e}")))?;
-        Ok(sub.filter_map(|m| async move { serde_json::from_slice::<Heartbeat>(&m.payload).ok() }))
+        Ok(sub
+            .filter_map(|m| async move { serde_json::from_slice::<Heartbeat>(&m.payload).ok() })
+            .boxed())
     }
 }

@@ -231,6 +231,30 @@ impl Log {
         }
     }
 
+    /// The entries of `db` after stream seq `after`, in order (at most `max`).
+    pub async fn entries_after(
+        &self,
+        db: &Name,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Bytes)>, DdbError> {
+        let stream = self.stream().await?;
+        let subject = self.subjects.log(db.as_str());
+        let mut out = Vec::new();
+        let mut next = after + 1;
+        while out.len() < max {
+            match stream.get_first_raw_message_by_subject(&subject, next).await {
+                Ok(m) => {
+                    next = m.sequence + 1;
+                    out.push((m.sequence, m.payload));
+                }
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
+                Err(e) => return Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
+            }
+        }
+        Ok(out)
+    }
+
     /// The stream's last seq (0 when empty).
     pub async fn last_seq(&self) -> Result<u64, DdbError> {
         let mut stream = self.stream().await?;

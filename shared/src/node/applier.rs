@@ -3,6 +3,7 @@
 //! committed in the same transaction as its ops, so a crash anywhere replays nothing twice.
 //! While catching up, consecutive entries of one database share one transaction.
 
+use super::state::CursorGuard;
 use super::NodeRef;
 use crate::error::DdbError;
 use crate::log::{LogEntry, LoggedOp};
@@ -93,9 +94,10 @@ async fn persist(node: &NodeRef, persisted: &mut u64, at: &mut Instant, now: boo
     *at = Instant::now();
 }
 
-struct Entry {
-    seq: u64,
-    payload: bytes::Bytes,
+/// One log message: its stream seq and its body.
+pub(super) struct Entry {
+    pub seq: u64,
+    pub payload: bytes::Bytes,
 }
 
 async fn apply_batch(node: &NodeRef, batch: &[Message]) {
@@ -154,6 +156,17 @@ async fn apply_group(node: &NodeRef, db: &Name, entries: Vec<Entry>) {
         return;
     }
     let mut cursor = node.cursor(db).await;
+    apply_entries(node, db, &mut cursor, entries).await;
+}
+
+/// Applies the entries of `db` that the cursor has not seen, in order; an entry that fails
+/// marks the database broken on this node.
+pub(super) async fn apply_entries(
+    node: &NodeRef,
+    db: &Name,
+    cursor: &mut CursorGuard,
+    entries: Vec<Entry>,
+) {
     let applied = match cursor.applied(node.store.as_ref()).await {
         Ok(s) => s,
         Err(e) => {

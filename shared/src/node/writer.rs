@@ -3,6 +3,8 @@
 //! log as one entry with the expected last sequence, and commits with the entry's seq.
 //! Nothing is committed that the log does not hold.
 
+use super::applier::{apply_entries, Entry};
+use super::state::CursorGuard;
 use super::NodeRef;
 use crate::error::{DdbError, ErrorCode};
 use crate::log::{AppendError, LogEntry};
@@ -16,8 +18,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// Attempts after sequence conflicts before a write is answered with `conflict`.
-const MAX_ATTEMPTS: usize = 8;
 /// A database's worker exits after this long without writes.
 const IDLE_EXIT: Duration = Duration::from_secs(60);
 
@@ -186,17 +186,33 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
         }
         return;
     }
-    for attempt in 0..MAX_ATTEMPTS {
-        match try_once(node, db, &jobs).await {
+    // Concurrent writers (slaves in failover) each win some appends. A loser reads the
+    // entries it missed straight from the log and applies them while it keeps the database
+    // locked, then tries again at once, until its time runs out.
+    let deadline = Instant::now() + node.cfg.wait_limit * 2;
+    let mut cursor = node.cursor(db).await;
+    while Instant::now() < deadline {
+        match try_once(node, db, &mut cursor, &jobs).await {
             Attempt::Done(results) => {
                 for (job, r) in jobs.into_iter().zip(results) {
                     answer(node, job, r);
                 }
                 return;
             }
+            Attempt::Duplicate(seq) => {
+                drop(cursor);
+                let r = node
+                    .wait_position(seq, node.cfg.wait_limit)
+                    .await
+                    .map(|()| ok_reply(node, seq, None, true));
+                for job in jobs {
+                    answer(node, job, r.clone());
+                }
+                return;
+            }
             Attempt::Conflict => {
-                tracing::debug!(node = %node.name(), db = %db, attempt, "sequence conflict; catching up");
-                if let Err(e) = catch_up(node, db).await {
+                tracing::debug!(node = %node.name(), db = %db, "sequence conflict; reading the log");
+                if let Err(e) = sync_from_log(node, db, &mut cursor).await {
                     for job in jobs {
                         answer(node, job, Err(e.clone()));
                     }
@@ -204,6 +220,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
                 }
             }
             Attempt::Split => {
+                drop(cursor);
                 for job in jobs {
                     Box::pin(process(node, db, vec![job])).await;
                 }
@@ -222,14 +239,15 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
 
 enum Attempt {
     Done(Vec<Result<Reply, DdbError>>),
+    /// The op_id is already in the log at this seq.
+    Duplicate(u64),
     Conflict,
     /// The entry was too large for one message: write the ops one by one.
     Split,
 }
 
-async fn try_once(node: &NodeRef, db: &Name, jobs: &[Job]) -> Attempt {
+async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[Job]) -> Attempt {
     let all_fail = |e: DdbError| Attempt::Done(jobs.iter().map(|_| Err(e.clone())).collect());
-    let mut cursor = node.cursor(db).await;
     let expected = match cursor.applied(node.store.as_ref()).await {
         Ok(s) => s,
         Err(e) => return all_fail(e),
@@ -288,13 +306,7 @@ async fn try_once(node: &NodeRef, db: &Name, jobs: &[Job]) -> Attempt {
         Ok(appended) => {
             // The op_id is already in the log: never apply it twice.
             let _ = txn.rollback().await;
-            drop(cursor);
-            let seq = appended.seq;
-            let r = node
-                .wait_position(seq, node.cfg.wait_limit)
-                .await
-                .map(|()| ok_reply(node, seq, None, true));
-            Attempt::Done(vec![r])
+            Attempt::Duplicate(appended.seq)
         }
         Err(AppendError::Conflict) => {
             let _ = txn.rollback().await;
@@ -319,32 +331,24 @@ async fn try_once(node: &NodeRef, db: &Name, jobs: &[Job]) -> Attempt {
     }
 }
 
-/// After a conflict: wait until the log reader has applied this database's newest entry.
-async fn catch_up(node: &NodeRef, db: &Name) -> Result<(), DdbError> {
-    let target = node.log.last_seq_of(db).await?;
-    node.note_log_seq(target);
-    let deadline = Instant::now() + node.cfg.wait_limit;
-    let mut position = node.position.subscribe();
-    loop {
-        {
-            let mut cursor = node.cursor(db).await;
-            if cursor.applied(node.store.as_ref()).await? >= target {
-                return Ok(());
-            }
-        }
-        if node.is_broken(db.as_str()) {
-            return Err(DdbError::unavailable(format!(
-                "database {db} stopped replicating on node {}",
-                node.name()
-            )));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(DdbError::new(
-                ErrorCode::Timeout,
-                format!("node {} could not catch up with database {db} in time", node.name()),
-            ));
-        }
-        let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), position.changed()).await;
+/// After a conflict: apply the entries of `db` this node has not applied yet, read straight
+/// from the log, so that the next attempt appends after them.
+async fn sync_from_log(node: &NodeRef, db: &Name, cursor: &mut CursorGuard) -> Result<(), DdbError> {
+    let applied = cursor.applied(node.store.as_ref()).await?;
+    let missed = node.log.entries_after(db, applied, 10_000).await?;
+    if let Some((last, _)) = missed.last() {
+        node.note_log_seq(*last);
     }
+    let entries = missed
+        .into_iter()
+        .map(|(seq, payload)| Entry { seq, payload })
+        .collect();
+    apply_entries(node, db, cursor, entries).await;
+    if node.is_broken(db.as_str()) {
+        return Err(DdbError::unavailable(format!(
+            "database {db} stopped replicating on node {} (see its heartbeat)",
+            node.name()
+        )));
+    }
+    Ok(())
 }

@@ -70,7 +70,12 @@ impl Dialect {
     pub fn meta_ddl(self) -> Vec<String> {
         let (key, int, text) = match self {
             Dialect::Sqlite => ("TEXT", "INTEGER", "TEXT"),
-            Dialect::Mssql => ("NVARCHAR(128)", "BIGINT", "NVARCHAR(MAX)"),
+            // Binary collation: table names match exactly, as they do on SQLite.
+            Dialect::Mssql => (
+                "NVARCHAR(128) COLLATE Latin1_General_100_BIN2",
+                "BIGINT",
+                "NVARCHAR(MAX)",
+            ),
         };
         vec![
             format!(
@@ -203,12 +208,17 @@ impl Dialect {
         let mut b = Builder::new(self);
         let filter = b.where_clause(schema, &search.condition)?;
         let order: Vec<String> = if search.order_by.is_empty() {
-            // Without an explicit order, key order makes every node return the same rows.
-            schema
-                .primary_key
-                .iter()
-                .map(|k| self.quote(k.as_str()))
-                .collect()
+            // Without an explicit order, key order (or, without a key, every column) makes
+            // every node return the same rows in the same order, `limit` included.
+            if schema.primary_key.is_empty() {
+                schema.columns.iter().map(|c| self.quote(c.name.as_str())).collect()
+            } else {
+                schema
+                    .primary_key
+                    .iter()
+                    .map(|k| self.quote(k.as_str()))
+                    .collect()
+            }
         } else {
             search
                 .order_by
@@ -310,7 +320,13 @@ impl Builder {
                             col.ty.as_str()
                         )));
                     }
-                    let ph = self.bind(Value::Str(pattern.clone()));
+                    // SQL Server also reads `[...]` as a character class; SQLite does not.
+                    // Escaping `[` makes both engines match the same rows.
+                    let pattern = match self.dialect {
+                        Dialect::Sqlite => pattern.clone(),
+                        Dialect::Mssql => pattern.replace('[', "[[]"),
+                    };
+                    let ph = self.bind(Value::Str(pattern));
                     format!("{q} LIKE {ph}")
                 }
                 Test::IsNull(true) => format!("{q} IS NULL"),
@@ -328,11 +344,32 @@ impl Builder {
     }
 }
 
+/// SQL Server keeps a primary key in an index of at most 900 bytes (NVARCHAR: 2 bytes per
+/// UTF-16 unit). Both engines refuse longer key strings alike, so a mixed cluster never
+/// accepts on one node what another cannot store.
+pub const MAX_KEY_STRING_UNITS: usize = 450;
+
 fn typed_value(schema: &TableSchema, name: &Name, scalar: &Scalar) -> Result<Value, DdbError> {
     let col = schema.require_column(name.as_str())?;
     let value = scalar.coerce(col.ty, &format!("column {name}"))?;
     if value.is_null() && schema.refuses_null(col) {
         return Err(null_refused(schema, name));
+    }
+    if let Value::Str(s) = &value {
+        if schema.is_key(name.as_str()) {
+            let string_keys = schema
+                .primary_key
+                .iter()
+                .filter(|k| schema.column(k.as_str()).is_some_and(|c| c.ty == ColumnType::String))
+                .count()
+                .max(1);
+            let limit = MAX_KEY_STRING_UNITS / string_keys;
+            if s.encode_utf16().count() > limit {
+                return Err(DdbError::too_large(format!(
+                    "key column {name} holds at most {limit} characters (UTF-16 units)"
+                )));
+            }
+        }
     }
     Ok(value)
 }

@@ -70,7 +70,7 @@ pub async fn open(url: &str, node: &str) -> Result<Arc<dyn Store>, DdbError> {
     if let Some(dir) = url.strip_prefix("sqlite://") {
         Ok(Arc::new(sqlite::open(dir.as_ref())?))
     } else if url.starts_with("mssql:") {
-        Err(DdbError::unavailable(format!("{url}{node}")))
+        Ok(Arc::new(mssql::open(url, node).await?))
     } else {
         Err(DdbError::bad_request(format!(
             "unknown store {url:?}: use sqlite://DIR or mssql://user:password@host:1433"

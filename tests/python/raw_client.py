@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""An independent client (nats-py) drives real ddb nodes with raw JSON, exactly as
+`nats pub` / `nats req` would, and checks the replies and the replication.
+
+Starts its own nats-server on a free port and ddb-master + ddb-slave from target/debug.
+"""
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import nats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "debug")
+passed = 0
+failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL: {what}", file=sys.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def main(tmp):
+    if shutil.which("nats-server") is None:
+        sys.exit("nats-server is missing: apt-get install -y nats-server")
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    procs = []
+    nats_proc = subprocess.Popen(
+        ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", os.path.join(tmp, "js")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(nats_proc)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        env = dict(os.environ, RUST_LOG="warn")
+        for name, binary in [("master", "ddb-master"), ("slave1", "ddb-slave")]:
+            procs.append(subprocess.Popen(
+                [os.path.join(BIN, binary), "--name", name, "--nats", url,
+                 "--store", f"sqlite://{os.path.join(tmp, name)}", "--heartbeat-ms", "200"],
+                env=env, stdin=subprocess.DEVNULL))
+        nc = await asyncio.wait_for(nats.connect(url), 10)
+        await wait_heartbeats(nc, {"master": "master", "slave1": "replica"})
+        await scenario(nc)
+        for p in procs[1:]:
+            check(p.poll() is None, f"node pid {p.pid} still running after the hostile messages")
+        await nc.close()
+    finally:
+        for p in reversed(procs):
+            p.kill()
+            p.wait()
+
+
+async def wait_heartbeats(nc, want):
+    seen = {}
+    done = asyncio.Event()
+
+    async def on_hb(msg):
+        hb = json.loads(msg.data)
+        seen[hb["node"]] = hb["mode"]
+        if all(seen.get(n) == m for n, m in want.items()):
+            done.set()
+
+    sub = await nc.subscribe("ddb.hb.*", cb=on_hb)
+    await asyncio.wait_for(done.wait(), 30)
+    await sub.unsubscribe()
+
+
+async def req(nc, subject, payload):
+    """`nats req SUBJECT PAYLOAD`."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    msg = await nc.request(subject, data, timeout=10)
+    return json.loads(msg.data)
+
+
+async def scenario(nc):
+    # The seed's example workflow, through the intake (nats req ddb.ops ...).
+    r = await req(nc, "ddb.ops", {"op": "CREATE_DB", "db": "mydb"})
+    check(r["ok"] and r["node"] == "master" and r["seq"] >= 1, f"CREATE_DB {r}")
+    r = await req(nc, "ddb.ops", {"op": "CREATE_TABLE", "db": "mydb", "table": "users",
+                                  "data": {"id": "int", "name": "string"}, "primary_key": ["id"]})
+    check(r["ok"], f"CREATE_TABLE {r}")
+    r = await req(nc, "ddb.ops", {"op": "INSERT", "db": "mydb", "table": "users",
+                                  "data": {"id": 1, "name": "Alice"}})
+    check(r["ok"] and r["affected"] == 1, f"INSERT {r}")
+    seq = r["seq"]
+    r = await req(nc, "ddb.node.slave1", {"op": "SEARCH", "db": "mydb", "table": "users",
+                                          "condition": {"id": 1}, "min_seq": seq})
+    check(r.get("rows") == [{"id": 1, "name": "Alice"}] and r["node"] == "slave1", f"SEARCH on slave1 {r}")
+
+    # Fire-and-forget (nats pub ddb.ops ...): no reply, but it is applied and replicated.
+    await nc.publish("ddb.ops", json.dumps({"op": "INSERT", "db": "mydb", "table": "users",
+                                            "data": [{"id": 2, "name": "Bob"}, {"id": 3, "name": "Eve"}]}).encode())
+    await nc.flush()
+    rows = None
+    for _ in range(100):
+        r = await req(nc, "ddb.node.slave1", {"op": "SEARCH", "db": "mydb", "table": "users",
+                                              "order_by": "-id", "columns": ["name"]})
+        rows = r.get("rows")
+        if rows and len(rows) == 3:
+            break
+        await asyncio.sleep(0.05)
+    check(rows == [{"name": "Eve"}, {"name": "Bob"}, {"name": "Alice"}], f"published INSERT replicated: {rows}")
+
+    r = await req(nc, "ddb.node.master", {"op": "UPDATE", "db": "mydb", "table": "users",
+                                          "data": {"name": "Alicia"}, "condition": {"id": 1}})
+    check(r["ok"] and r["affected"] == 1, f"UPDATE on master {r}")
+    r = await req(nc, "ddb.ops", {"op": "DELETE", "db": "mydb", "table": "users",
+                                  "condition": {"name": {"$like": "E%"}}})
+    check(r["ok"] and r["affected"] == 1, f"DELETE {r}")
+    seq = r["seq"]
+    sums = [await req(nc, f"ddb.node.{n}", {"op": "CHECKSUM", "db": "mydb", "min_seq": seq})
+            for n in ("master", "slave1")]
+    check(sums[0]["tables"] == sums[1]["tables"] and sums[0]["tables"][0]["rows"] == 2, f"CHECKSUM {sums}")
+
+    # A slave refuses writes while the master lives, and says where to send them.
+    r = await req(nc, "ddb.node.slave1", {"op": "INSERT", "db": "mydb", "table": "users", "data": {"id": 9}})
+    check(not r["ok"] and r["error"]["code"] == "read_only" and "ddb.ops" in r["error"]["message"], f"read_only {r}")
+
+    # Idempotency key.
+    op = {"op": "INSERT", "db": "mydb", "table": "users", "data": {"id": 10, "name": "Once"}, "op_id": "py-10"}
+    a = await req(nc, "ddb.ops", op)
+    b = await req(nc, "ddb.ops", op)
+    check(a["ok"] and b["ok"] and b.get("duplicate") and a["seq"] == b["seq"], f"op_id {a} {b}")
+
+    before = await req(nc, "ddb.node.master", {"op": "CHECKSUM", "db": "mydb"})
+    hostile = [
+        (b"{not json", "bad_request"),
+        (b"", "bad_request"),
+        (b"\xff\xfe\x00", "bad_request"),
+        (b"[1,2,3]", "bad_request"),
+        (b'"CREATE_DB"', "bad_request"),
+        (b'{"op":"FROBNICATE","db":"mydb"}', "bad_request"),
+        (b'{"op":"INSERT","db":"mydb","table":"users","data":{"id":1},"extra":1}', "bad_request"),
+        (b'{"op":"INSERT","db":"mydb","table":"users; DROP TABLE users","data":{"id":1}}', "invalid_name"),
+        (b'{"op":"INSERT","db":"mydb","table":"users","data":{"id":"x"}}', "type_mismatch"),
+        (b'{"op":"DELETE","db":"mydb","table":"users"}', "bad_request"),
+        (b'{"op":"SEARCH","db":"mydb","table":"users","limit":-1}', "bad_request"),
+        (b'{"op":"SEARCH","db":"mydb","table":"users","condition":{"id":{"$where":"1"}}}', "bad_request"),
+        (b'{"op":"DROP_DB","db":"mydb]; DROP DATABASE x; --"}', "invalid_name"),
+        (("[" * 5000 + "]" * 5000).encode(), "bad_request"),
+        (json.dumps({"op": "INSERT", "db": "mydb", "table": "users",
+                     "data": [{"id": i} for i in range(20000)]}).encode(), "too_large"),
+    ]
+    for subject in ("ddb.ops", "ddb.node.master", "ddb.node.slave1"):
+        for payload, code in hostile:
+            if subject == "ddb.node.slave1" and code == "type_mismatch":
+                code = "read_only"  # a well-formed write: the replica refuses it before running it
+            r = await req(nc, subject, payload)
+            check(not r["ok"] and r["error"]["code"] == code,
+                  f"{subject} {payload[:60]!r}: expected {code}, got {r}")
+        # Without a reply subject: logged and dropped, nothing else happens.
+        for payload, _ in hostile:
+            await nc.publish(subject, payload)
+        await nc.flush()
+    after = await req(nc, "ddb.node.master", {"op": "CHECKSUM", "db": "mydb"})
+    check(before["tables"] == after["tables"], "hostile messages changed nothing")
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(main(tmp))
+    print(f"raw_client: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
