@@ -51,16 +51,24 @@ impl Cluster {
     }
 
     pub async fn empty(nats: NatsServer) -> Cluster {
-        let client = within(20, "connect test client", DdbClient::connect(&NatsOptions::new(&[nats.url()]), "ddb"))
-            .await
-            .expect("connect")
-            .with_timeout(Duration::from_secs(15));
+        let client = within(
+            20,
+            "connect test client",
+            DdbClient::connect(&NatsOptions::new(&[nats.url()]), "ddb"),
+        )
+        .await
+        .expect("connect")
+        .with_timeout(Duration::from_secs(15));
         let heartbeats: Arc<Mutex<HashMap<String, (Heartbeat, Instant)>>> = Arc::default();
-        let mut stream = within(10, "subscribe heartbeats", client.heartbeats()).await.expect("heartbeats");
+        let mut stream = within(10, "subscribe heartbeats", client.heartbeats())
+            .await
+            .expect("heartbeats");
         let sink = heartbeats.clone();
         tokio::spawn(async move {
             while let Some(hb) = stream.next().await {
-                sink.lock().unwrap().insert(hb.node.clone(), (hb, Instant::now()));
+                sink.lock()
+                    .unwrap()
+                    .insert(hb.node.clone(), (hb, Instant::now()));
             }
         });
         Cluster {
@@ -90,10 +98,14 @@ impl Cluster {
             .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
             .args(["--failover-after-ms", &FAILOVER_AFTER_MS.to_string()])
             .args(extra)
-            .env("RUST_LOG", std::env::var("DDB_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("DDB_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null());
         self.heartbeats.lock().unwrap().remove(name);
-        self.nodes.insert(name.to_owned(), ChildGuard::spawn(name, cmd));
+        self.nodes
+            .insert(name.to_owned(), ChildGuard::spawn(name, cmd));
     }
 
     /// `kill -9`.
@@ -116,7 +128,11 @@ impl Cluster {
     }
 
     pub fn heartbeat(&self, name: &str) -> Option<Heartbeat> {
-        self.heartbeats.lock().unwrap().get(name).map(|(h, _)| h.clone())
+        self.heartbeats
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|(h, _)| h.clone())
     }
 
     /// Waits until `name`'s latest heartbeat says `mode`.
@@ -151,9 +167,13 @@ impl Cluster {
 
     pub async fn req(&self, target: &Target, op: Json) -> Reply {
         let shown = op.to_string();
-        within(30, &format!("reply to {shown}"), self.client.request(target, &op))
-            .await
-            .unwrap_or_else(|e| panic!("request {shown} failed: {e}"))
+        within(
+            30,
+            &format!("reply to {shown}"),
+            self.client.request(target, &op),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("request {shown} failed: {e}"))
     }
 
     /// A request that must succeed.
@@ -180,7 +200,11 @@ impl Cluster {
         let first = self.checksums(nodes[0], db, seq).await;
         for n in &nodes[1..] {
             let other = self.checksums(n, db, seq).await;
-            assert_eq!(first, other, "checksums of {db} on {} and {n} differ", nodes[0]);
+            assert_eq!(
+                first, other,
+                "checksums of {db} on {} and {n} differ",
+                nodes[0]
+            );
         }
         first
     }
@@ -246,7 +270,12 @@ pub async fn insert_many(
 }
 
 /// The ids present in `db.t` on `node` (after it applied up to `seq`).
-pub async fn ids_on(c: &Cluster, node_name: &str, db: &str, seq: u64) -> std::collections::BTreeSet<i64> {
+pub async fn ids_on(
+    c: &Cluster,
+    node_name: &str,
+    db: &str,
+    seq: u64,
+) -> std::collections::BTreeSet<i64> {
     let r = c
         .ok(
             &node(node_name),

@@ -17,7 +17,10 @@ async fn seed_workflow_reads_the_same_rows_on_every_slave() {
     c.ok(&writer(), json!({"op":"CREATE_TABLE","db":"mydb","table":"users","data":{"id":"int","name":"string"}}))
         .await;
     let ins = c
-        .ok(&writer(), json!({"op":"INSERT","db":"mydb","table":"users","data":{"id":1,"name":"Alice"}}))
+        .ok(
+            &writer(),
+            json!({"op":"INSERT","db":"mydb","table":"users","data":{"id":1,"name":"Alice"}}),
+        )
         .await;
     assert_eq!(ins.node, "master");
     assert_eq!(ins.affected, Some(1));
@@ -28,7 +31,11 @@ async fn seed_workflow_reads_the_same_rows_on_every_slave() {
             .await;
         assert_eq!(r.node, n);
         assert!(r.seq.unwrap() >= seq);
-        assert_eq!(serde_json::to_value(r.rows).unwrap(), json!([{"id":1,"name":"Alice"}]), "on {n}");
+        assert_eq!(
+            serde_json::to_value(r.rows).unwrap(),
+            json!([{"id":1,"name":"Alice"}]),
+            "on {n}"
+        );
     }
 }
 
@@ -64,17 +71,31 @@ async fn every_op_replicates_and_a_mixed_workload_converges() {
     .await;
     let replies: Vec<_> = replies.into_iter().map(|r| r.expect("reply")).collect();
     let failed: Vec<_> = replies.iter().filter(|r| !r.ok).collect();
-    assert!(failed.is_empty(), "{} ops failed, e.g. {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} ops failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
     let seq = Cluster::max_seq(&replies);
-    let sums = c.assert_converged(&["master", "slave1", "slave2"], "mix", seq).await;
+    let sums = c
+        .assert_converged(&["master", "slave1", "slave2"], "mix", seq)
+        .await;
     assert_eq!(sums.as_array().unwrap().len(), 2, "{sums}");
     // DROP_DB replicates too.
     let drop = c.ok(&writer(), json!({"op":"DROP_DB","db":"mix"})).await;
     for n in ["master", "slave1", "slave2"] {
         let r = c
-            .req(&node(n), json!({"op":"SEARCH","db":"mix","table":"t","min_seq":drop.seq.unwrap()}))
+            .req(
+                &node(n),
+                json!({"op":"SEARCH","db":"mix","table":"t","min_seq":drop.seq.unwrap()}),
+            )
             .await;
-        assert_eq!(r.error.map(|e| e.code), Some(ErrorCode::DbNotFound), "on {n}");
+        assert_eq!(
+            r.error.map(|e| e.code),
+            Some(ErrorCode::DbNotFound),
+            "on {n}"
+        );
     }
 }
 
@@ -83,7 +104,12 @@ async fn a_stopped_slave_catches_up_after_10k_writes() {
     let mut c = Cluster::start(2).await;
     create_table(&c, "catchup").await;
     assert!(c.stop("slave2"), "slave2 exits cleanly on SIGTERM");
-    let acked = within(600, "10k writes", insert_many(&c, &writer(), "catchup", 0, 10_000, 64)).await;
+    let acked = within(
+        600,
+        "10k writes",
+        insert_many(&c, &writer(), "catchup", 0, 10_000, 64),
+    )
+    .await;
     assert_eq!(acked.len(), 10_000);
     let seq = acked.values().filter_map(|r| r.seq).max().unwrap();
     let started = Instant::now();
@@ -92,7 +118,8 @@ async fn a_stopped_slave_catches_up_after_10k_writes() {
     eprintln!("slave2 caught up on 10k entries in {:?}", started.elapsed());
     let ids = ids_on(&c, "slave2", "catchup", seq).await;
     assert_eq!(ids.len(), 10_000);
-    c.assert_converged(&["master", "slave1", "slave2"], "catchup", seq).await;
+    c.assert_converged(&["master", "slave1", "slave2"], "catchup", seq)
+        .await;
 }
 
 /// Writes in the background until told to stop, recording what was acknowledged.
@@ -155,7 +182,9 @@ impl Load {
 
     async fn finish(self) -> (u64, Vec<(i64, ddb::Reply)>) {
         self.stop.store(true, Ordering::SeqCst);
-        let sent = within(60, "load to stop", self.task).await.expect("load task");
+        let sent = within(60, "load to stop", self.task)
+            .await
+            .expect("load task");
         let acked = std::mem::take(&mut *self.acked.lock().unwrap());
         (sent, acked)
     }
@@ -188,7 +217,10 @@ async fn master_crash_loses_no_acknowledged_write_and_a_slave_takes_over() {
     })
     .await;
     eprintln!("first write through a slave {took:?} after kill -9 of the master");
-    assert!(took < Duration::from_millis(FAILOVER_AFTER_MS + 3000), "failover took {took:?}");
+    assert!(
+        took < Duration::from_millis(FAILOVER_AFTER_MS + 3000),
+        "failover took {took:?}"
+    );
     load.wait_acked(before + 300).await;
     // The master comes back, catches up, and takes writes again.
     c.start_node("master", true);
@@ -204,9 +236,13 @@ async fn master_crash_loses_no_acknowledged_write_and_a_slave_takes_over() {
     for n in ["master", "slave1", "slave2"] {
         let have = ids_on(&c, n, "crash", seq).await;
         let missing: Vec<_> = want.difference(&have).collect();
-        assert!(missing.is_empty(), "{n} lost acknowledged writes {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "{n} lost acknowledged writes {missing:?}"
+        );
     }
-    c.assert_converged(&["master", "slave1", "slave2"], "crash", seq).await;
+    c.assert_converged(&["master", "slave1", "slave2"], "crash", seq)
+        .await;
     assert!(
         acked.iter().any(|(_, r)| r.node == "master"),
         "the returned master took writes"
@@ -227,7 +263,11 @@ async fn two_slaves_in_failover_writing_at_once_do_not_diverge() {
         insert_many(&c, &s2, "split", 1000, 400, 8),
         insert_many(&c, &wr, "split", 2000, 400, 8),
     );
-    assert_eq!(a.len() + b.len() + w.len(), 1200, "every write was acknowledged");
+    assert_eq!(
+        a.len() + b.len() + w.len(),
+        1200,
+        "every write was acknowledged"
+    );
     // Concurrent updates of the same rows from both writers.
     let (u1, u2) = tokio::join!(
         c.req(&s1, json!({"op":"UPDATE","db":"split","table":"t","data":{"v":"one"},"condition":{"id":{"$lt":500}}})),
@@ -241,10 +281,12 @@ async fn two_slaves_in_failover_writing_at_once_do_not_diverge() {
         .filter_map(|r| r.seq)
         .max()
         .unwrap();
-    c.assert_converged(&["slave1", "slave2"], "split", seq).await;
+    c.assert_converged(&["slave1", "slave2"], "split", seq)
+        .await;
     c.start_node("master", true);
     c.wait_mode("master", Mode::Master).await;
-    c.assert_converged(&["master", "slave1", "slave2"], "split", seq).await;
+    c.assert_converged(&["master", "slave1", "slave2"], "split", seq)
+        .await;
     assert_eq!(ids_on(&c, "master", "split", seq).await.len(), 1200);
 }
 
@@ -269,9 +311,15 @@ async fn the_same_op_id_is_applied_once() {
     assert_eq!(b2.seq, b1.seq);
     let seq = b1.seq.unwrap();
     let r = c
-        .ok(&node("slave1"), json!({"op":"SEARCH","db":"idem","table":"t","min_seq":seq}))
+        .ok(
+            &node("slave1"),
+            json!({"op":"SEARCH","db":"idem","table":"t","min_seq":seq}),
+        )
         .await;
-    assert_eq!(serde_json::to_value(r.rows).unwrap(), json!([{"id":1,"v":"once","n":7}]));
+    assert_eq!(
+        serde_json::to_value(r.rows).unwrap(),
+        json!([{"id":1,"v":"once","n":7}])
+    );
     c.assert_converged(&["master", "slave1"], "idem", seq).await;
 }
 
@@ -294,9 +342,13 @@ async fn nats_server_restart_during_writes_loses_no_acknowledged_write() {
         assert!(c.is_running(n), "{n} survived the NATS restart");
         let have = ids_on(&c, n, "natsdown", seq).await;
         let missing: Vec<_> = want.difference(&have).collect();
-        assert!(missing.is_empty(), "{n} lost acknowledged writes {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "{n} lost acknowledged writes {missing:?}"
+        );
     }
-    c.assert_converged(&["master", "slave1", "slave2"], "natsdown", seq).await;
+    c.assert_converged(&["master", "slave1", "slave2"], "natsdown", seq)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -304,12 +356,19 @@ async fn slaves_refuse_writes_while_the_master_lives() {
     let c = Cluster::start(1).await;
     create_table(&c, "ro").await;
     let r = c
-        .req(&node("slave1"), json!({"op":"INSERT","db":"ro","table":"t","data":{"id":1}}))
+        .req(
+            &node("slave1"),
+            json!({"op":"INSERT","db":"ro","table":"t","data":{"id":1}}),
+        )
         .await;
     let e = r.error.expect("refused");
     assert_eq!(e.code, ErrorCode::ReadOnly);
     assert!(e.message.contains("master"), "{}", e.message);
     assert!(e.message.contains("ddb.ops"), "{}", e.message);
     // Reads work on the slave.
-    c.ok(&node("slave1"), json!({"op":"SEARCH","db":"ro","table":"t"})).await;
+    c.ok(
+        &node("slave1"),
+        json!({"op":"SEARCH","db":"ro","table":"t"}),
+    )
+    .await;
 }

@@ -5,7 +5,10 @@ use ddb::cli::{init_tracing, shutdown_signal, NodeArgs};
 use ddb::node::{run, Role};
 
 #[derive(Parser)]
-#[command(version, about = "ddb master node: takes writes, appends them to the NATS JetStream log")]
+#[command(
+    version,
+    about = "ddb master node: takes writes, appends them to the NATS JetStream log"
+)]
 struct Args {
     /// Node name: heartbeats and the direct subject <prefix>.node.<name> use it.
     #[arg(long, env = "DDB_NAME", default_value = "master")]

@@ -61,14 +61,26 @@ impl DdbClient {
     /// Sends raw bytes (any JSON, valid or not) and parses the reply.
     pub async fn request_raw(&self, target: &Target, payload: Vec<u8>) -> Result<Reply, DdbError> {
         let subject = self.subject(target);
-        let msg = tokio::time::timeout(self.timeout, self.nats.request(subject.clone(), payload.into()))
-            .await
-            .map_err(|_| DdbError::new(crate::ErrorCode::Timeout, format!("no reply on {subject} within {:?}", self.timeout)))?
-            .map_err(|e| DdbError::unavailable(format!("request on {subject} failed: {e}")))?;
+        let msg = tokio::time::timeout(
+            self.timeout,
+            self.nats.request(subject.clone(), payload.into()),
+        )
+        .await
+        .map_err(|_| {
+            DdbError::new(
+                crate::ErrorCode::Timeout,
+                format!("no reply on {subject} within {:?}", self.timeout),
+            )
+        })?
+        .map_err(|e| DdbError::unavailable(format!("request on {subject} failed: {e}")))?;
         Reply::from_bytes(&msg.payload)
     }
 
-    pub async fn request(&self, target: &Target, op: &serde_json::Value) -> Result<Reply, DdbError> {
+    pub async fn request(
+        &self,
+        target: &Target,
+        op: &serde_json::Value,
+    ) -> Result<Reply, DdbError> {
         self.request_raw(target, op.to_string().into_bytes()).await
     }
 
@@ -86,7 +98,9 @@ impl DdbClient {
     }
 
     /// Every heartbeat from every node, as it arrives; malformed ones are skipped.
-    pub async fn heartbeats(&self) -> Result<futures::stream::BoxStream<'static, Heartbeat>, DdbError> {
+    pub async fn heartbeats(
+        &self,
+    ) -> Result<futures::stream::BoxStream<'static, Heartbeat>, DdbError> {
         let sub = self
             .nats
             .subscribe(self.subjects.heartbeat_all())

@@ -50,7 +50,9 @@ impl NatsOptions {
         let mut opts = match &self.creds_file {
             Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
                 .await
-                .map_err(|e| DdbError::bad_request(format!("cannot read creds file {}: {e}", path.display())))?,
+                .map_err(|e| {
+                    DdbError::bad_request(format!("cannot read creds file {}: {e}", path.display()))
+                })?,
             None => async_nats::ConnectOptions::new(),
         };
         if let (Some(user), Some(password)) = (&self.user, &self.password) {

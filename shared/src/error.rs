@@ -100,7 +100,10 @@ impl DdbError {
         Self::new(ErrorCode::Unavailable, message)
     }
     pub fn db_not_found(db: &str) -> Self {
-        Self::new(ErrorCode::DbNotFound, format!("database {db} does not exist"))
+        Self::new(
+            ErrorCode::DbNotFound,
+            format!("database {db} does not exist"),
+        )
     }
     pub fn table_not_found(db: &str, table: &str) -> Self {
         Self::new(

@@ -158,11 +158,9 @@ impl Log {
             max_bytes: settings.max_bytes,
             ..Default::default()
         };
-        let mut stream = self
-            .js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| DdbError::unavailable(format!("cannot create or open stream {name}: {e}")))?;
+        let mut stream = self.js.get_or_create_stream(config).await.map_err(|e| {
+            DdbError::unavailable(format!("cannot create or open stream {name}: {e}"))
+        })?;
         let info = stream
             .info()
             .await
@@ -243,7 +241,10 @@ impl Log {
         let mut out = Vec::new();
         let mut next = after + 1;
         while out.len() < max {
-            match stream.get_first_raw_message_by_subject(&subject, next).await {
+            match stream
+                .get_first_raw_message_by_subject(&subject, next)
+                .await
+            {
                 Ok(m) => {
                     next = m.sequence + 1;
                     out.push((m.sequence, m.payload));

@@ -92,10 +92,7 @@ mod tests {
             serde_json::to_value(&r).unwrap(),
             json!({"ok":true,"node":"master","seq":42,"affected":1})
         );
-        let e = Reply::error(
-            "slave1",
-            &DdbError::table_not_found("mydb", "users"),
-        );
+        let e = Reply::error("slave1", &DdbError::table_not_found("mydb", "users"));
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"ok":false,"node":"slave1","error":{"code":"table_not_found","message":"table users does not exist in database mydb"}})

@@ -85,7 +85,9 @@ impl Harness {
     async fn checksum(&self, db: &str, table: &str) -> (u64, String) {
         let db = Name::parse_db(&self.db(db)).unwrap();
         let table = Name::parse(table, "table").unwrap();
-        let sums = bounded(self.store.checksum(&db, Some(&table))).await.unwrap();
+        let sums = bounded(self.store.checksum(&db, Some(&table)))
+            .await
+            .unwrap();
         (sums[0].rows, sums[0].checksum.clone())
     }
 
@@ -159,7 +161,8 @@ async fn every_write_op(h: &Harness) {
         3
     );
     assert_eq!(
-        h.rows(json!({"op":"SEARCH","db":"ops","table":"people","condition":{}})).await,
+        h.rows(json!({"op":"SEARCH","db":"ops","table":"people","condition":{}}))
+            .await,
         json!([
             {"id":1,"name":"Ann","score":1.5,"active":true},
             {"id":2,"name":"Bob","score":2.0,"active":false},
@@ -183,19 +186,23 @@ async fn every_write_op(h: &Harness) {
         3
     );
     assert_eq!(
-        h.ok(json!({"op":"DELETE","db":"ops","table":"people","condition":{"id":1}})).await,
+        h.ok(json!({"op":"DELETE","db":"ops","table":"people","condition":{"id":1}}))
+            .await,
         1
     );
     assert_eq!(
-        h.ok(json!({"op":"DELETE","db":"ops","table":"people","condition":{"id":99}})).await,
+        h.ok(json!({"op":"DELETE","db":"ops","table":"people","condition":{"id":99}}))
+            .await,
         0
     );
     assert_eq!(
-        h.ok(json!({"op":"DELETE","db":"ops","table":"people","condition":{}})).await,
+        h.ok(json!({"op":"DELETE","db":"ops","table":"people","condition":{}}))
+            .await,
         2
     );
     assert_eq!(
-        h.rows(json!({"op":"SEARCH","db":"ops","table":"people"})).await,
+        h.rows(json!({"op":"SEARCH","db":"ops","table":"people"}))
+            .await,
         json!([])
     );
     let tables = bounded(h.store.tables(&Name::parse_db(&h.db("ops")).unwrap()))
@@ -211,8 +218,12 @@ async fn every_write_op(h: &Harness) {
     // A dropped database can be created again, empty.
     h.ok(json!({"op":"CREATE_DB","db":"ops"})).await;
     assert!(matches!(
-        h.search(json!({"op":"SEARCH","db":"ops","table":"people"})).await,
-        Err(DdbError { code: ErrorCode::TableNotFound, .. })
+        h.search(json!({"op":"SEARCH","db":"ops","table":"people"}))
+            .await,
+        Err(DdbError {
+            code: ErrorCode::TableNotFound,
+            ..
+        })
     ));
     h.ok(json!({"op":"DROP_DB","db":"ops"})).await;
 }
@@ -259,10 +270,9 @@ async fn every_operator(h: &Harness) {
         (json!({}), vec![1, 2, 3, 4]),
     ];
     for (cond, want) in cases {
-        let got = ids(
-            h.rows(json!({"op":"SEARCH","db":"cond","table":"t","condition":cond.clone()}))
-                .await,
-        );
+        let got = ids(h
+            .rows(json!({"op":"SEARCH","db":"cond","table":"t","condition":cond.clone()}))
+            .await);
         assert_eq!(got, want, "condition {cond}");
     }
     // The same operators drive UPDATE and DELETE.
@@ -292,8 +302,10 @@ async fn search_extras(h: &Harness) {
     ]}))
     .await;
     assert_eq!(
-        h.rows(json!({"op":"SEARCH","db":"srch","table":"t","columns":["k"],"order_by":["-n","k"]}))
-            .await,
+        h.rows(
+            json!({"op":"SEARCH","db":"srch","table":"t","columns":["k"],"order_by":["-n","k"]})
+        )
+        .await,
         json!([{"k":"d"},{"k":"a"},{"k":"c"},{"k":"b"}])
     );
     assert_eq!(
@@ -302,7 +314,8 @@ async fn search_extras(h: &Harness) {
         json!([{"x":-1.0,"k":"c"},{"x":0.5,"k":"a"}])
     );
     assert_eq!(
-        h.rows(json!({"op":"SEARCH","db":"srch","table":"t","limit":0})).await,
+        h.rows(json!({"op":"SEARCH","db":"srch","table":"t","limit":0}))
+            .await,
         json!([])
     );
     // Rows come back in the table's column order, whatever order the insert used.
@@ -314,21 +327,31 @@ async fn search_extras(h: &Harness) {
     let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["k", "n", "x"]);
     assert!(matches!(
-        h.search(json!({"op":"SEARCH","db":"srch","table":"t","columns":["nope"]})).await,
-        Err(DdbError { code: ErrorCode::ColumnNotFound, .. })
+        h.search(json!({"op":"SEARCH","db":"srch","table":"t","columns":["nope"]}))
+            .await,
+        Err(DdbError {
+            code: ErrorCode::ColumnNotFound,
+            ..
+        })
     ));
     assert!(matches!(
-        h.search(json!({"op":"SEARCH","db":"srch","table":"t","order_by":"-nope"})).await,
-        Err(DdbError { code: ErrorCode::ColumnNotFound, .. })
+        h.search(json!({"op":"SEARCH","db":"srch","table":"t","order_by":"-nope"}))
+            .await,
+        Err(DdbError {
+            code: ErrorCode::ColumnNotFound,
+            ..
+        })
     ));
     h.ok(json!({"op":"DROP_DB","db":"srch"})).await;
 }
 
 async fn error_codes(h: &Harness) {
     h.ok(json!({"op":"CREATE_DB","db":"errs"})).await;
-    h.fails(json!({"op":"CREATE_DB","db":"errs"}), ErrorCode::DbExists).await;
+    h.fails(json!({"op":"CREATE_DB","db":"errs"}), ErrorCode::DbExists)
+        .await;
     // Database names are case-insensitive (folded to lower case).
-    h.fails(json!({"op":"CREATE_DB","db":"ERRS"}), ErrorCode::DbExists).await;
+    h.fails(json!({"op":"CREATE_DB","db":"ERRS"}), ErrorCode::DbExists)
+        .await;
     h.ok(json!({"op":"CREATE_TABLE","db":"errs","table":"t",
         "data":{"id":"int","name":{"type":"string","not_null":true}},"primary_key":["id"]}))
         .await;
@@ -352,38 +375,73 @@ async fn error_codes(h: &Harness) {
         ErrorCode::ColumnNotFound,
     )
     .await;
-    h.fails(json!({"op":"CREATE_TABLE","db":"nope","table":"u","data":{"a":"int"}}), ErrorCode::DbNotFound)
-        .await;
-    h.fails(json!({"op":"INSERT","db":"errs","table":"missing","data":{"id":1}}), ErrorCode::TableNotFound)
-        .await;
-    h.fails(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1,"nope":2}}), ErrorCode::ColumnNotFound)
-        .await;
-    h.fails(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":"1","name":"x"}}), ErrorCode::TypeMismatch)
-        .await;
-    h.fails(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1.5,"name":"x"}}), ErrorCode::TypeMismatch)
-        .await;
-    h.fails(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1,"name":["x"]}}), ErrorCode::TypeMismatch)
-        .await;
+    h.fails(
+        json!({"op":"CREATE_TABLE","db":"nope","table":"u","data":{"a":"int"}}),
+        ErrorCode::DbNotFound,
+    )
+    .await;
+    h.fails(
+        json!({"op":"INSERT","db":"errs","table":"missing","data":{"id":1}}),
+        ErrorCode::TableNotFound,
+    )
+    .await;
+    h.fails(
+        json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1,"nope":2}}),
+        ErrorCode::ColumnNotFound,
+    )
+    .await;
+    h.fails(
+        json!({"op":"INSERT","db":"errs","table":"t","data":{"id":"1","name":"x"}}),
+        ErrorCode::TypeMismatch,
+    )
+    .await;
+    h.fails(
+        json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1.5,"name":"x"}}),
+        ErrorCode::TypeMismatch,
+    )
+    .await;
+    h.fails(
+        json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1,"name":["x"]}}),
+        ErrorCode::TypeMismatch,
+    )
+    .await;
     h.fails(
         json!({"op":"INSERT","db":"errs","table":"t","data":{"id":18446744073709551615u64,"name":"x"}}),
         ErrorCode::TypeMismatch,
     )
     .await;
-    h.fails(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1}}), ErrorCode::Constraint)
+    h.fails(
+        json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1}}),
+        ErrorCode::Constraint,
+    )
+    .await;
+    h.fails(
+        json!({"op":"INSERT","db":"errs","table":"t","data":{"id":null,"name":"x"}}),
+        ErrorCode::Constraint,
+    )
+    .await;
+    h.ok(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1,"name":"x"}}))
         .await;
-    h.fails(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":null,"name":"x"}}), ErrorCode::Constraint)
-        .await;
-    h.ok(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1,"name":"x"}})).await;
-    h.fails(json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1,"name":"dup"}}), ErrorCode::Constraint)
-        .await;
+    h.fails(
+        json!({"op":"INSERT","db":"errs","table":"t","data":{"id":1,"name":"dup"}}),
+        ErrorCode::Constraint,
+    )
+    .await;
     h.fails(
         json!({"op":"UPDATE","db":"errs","table":"t","data":{"name":null},"condition":{}}),
         ErrorCode::Constraint,
     )
     .await;
-    h.fails(json!({"op":"UPDATE","db":"errs","table":"t","data":{"name":"y"}}), ErrorCode::BadRequest)
-        .await;
-    h.fails(json!({"op":"DELETE","db":"errs","table":"t"}), ErrorCode::BadRequest).await;
+    h.fails(
+        json!({"op":"UPDATE","db":"errs","table":"t","data":{"name":"y"}}),
+        ErrorCode::BadRequest,
+    )
+    .await;
+    h.fails(
+        json!({"op":"DELETE","db":"errs","table":"t"}),
+        ErrorCode::BadRequest,
+    )
+    .await;
     h.fails(
         json!({"op":"DELETE","db":"errs","table":"t","condition":{"id":{"$like":"1"}}}),
         ErrorCode::TypeMismatch,
@@ -399,7 +457,11 @@ async fn error_codes(h: &Harness) {
         ErrorCode::InvalidName,
     )
     .await;
-    h.fails(json!({"op":"DROP_DB","db":"never_made"}), ErrorCode::DbNotFound).await;
+    h.fails(
+        json!({"op":"DROP_DB","db":"never_made"}),
+        ErrorCode::DbNotFound,
+    )
+    .await;
     // None of the failures above changed anything.
     assert_eq!(
         h.rows(json!({"op":"SEARCH","db":"errs","table":"t"})).await,
@@ -410,33 +472,42 @@ async fn error_codes(h: &Harness) {
 
 async fn transactions(h: &Harness) {
     h.ok(json!({"op":"CREATE_DB","db":"txn"})).await;
-    h.ok(json!({"op":"CREATE_TABLE","db":"txn","table":"t","data":{"id":"int"},"primary_key":"id"}))
-        .await;
-    let parse = |j: Json| match parse_request(h.localise(j).to_string().as_bytes(), &Limits::default())
-        .unwrap()
-        .op
-    {
-        Op::Write(w) => w,
-        _ => unreachable!(),
-    };
+    h.ok(
+        json!({"op":"CREATE_TABLE","db":"txn","table":"t","data":{"id":"int"},"primary_key":"id"}),
+    )
+    .await;
+    let parse =
+        |j: Json| match parse_request(h.localise(j).to_string().as_bytes(), &Limits::default())
+            .unwrap()
+            .op
+        {
+            Op::Write(w) => w,
+            _ => unreachable!(),
+        };
     let db = Name::parse_db(&h.db("txn")).unwrap();
     // Several ops in one transaction: the failing one (a duplicate key inside a multi-row
     // insert) leaves no trace, the others commit together.
     let mut txn = bounded(h.store.begin(&db)).await.unwrap();
     assert_eq!(
-        bounded(txn.execute(&parse(json!({"op":"INSERT","db":"txn","table":"t","data":[{"id":1},{"id":2}]}))))
-            .await
-            .unwrap(),
+        bounded(txn.execute(&parse(
+            json!({"op":"INSERT","db":"txn","table":"t","data":[{"id":1},{"id":2}]})
+        )))
+        .await
+        .unwrap(),
         2
     );
-    let err = bounded(txn.execute(&parse(json!({"op":"INSERT","db":"txn","table":"t","data":[{"id":3},{"id":1}]}))))
-        .await
-        .unwrap_err();
+    let err = bounded(txn.execute(&parse(
+        json!({"op":"INSERT","db":"txn","table":"t","data":[{"id":3},{"id":1}]}),
+    )))
+    .await
+    .unwrap_err();
     assert_eq!(err.code, ErrorCode::Constraint);
     assert_eq!(
-        bounded(txn.execute(&parse(json!({"op":"INSERT","db":"txn","table":"t","data":{"id":4}}))))
-            .await
-            .unwrap(),
+        bounded(txn.execute(&parse(
+            json!({"op":"INSERT","db":"txn","table":"t","data":{"id":4}})
+        )))
+        .await
+        .unwrap(),
         1
     );
     bounded(txn.commit(1_000)).await.unwrap();
@@ -447,9 +518,11 @@ async fn transactions(h: &Harness) {
     assert_eq!(bounded(h.store.applied_seq(&db)).await.unwrap(), 1_000);
     // A rolled-back transaction leaves nothing, not even its applied seq.
     let mut txn = bounded(h.store.begin(&db)).await.unwrap();
-    bounded(txn.execute(&parse(json!({"op":"DELETE","db":"txn","table":"t","condition":{}}))))
-        .await
-        .unwrap();
+    bounded(txn.execute(&parse(
+        json!({"op":"DELETE","db":"txn","table":"t","condition":{}}),
+    )))
+    .await
+    .unwrap();
     bounded(txn.rollback()).await.unwrap();
     assert_eq!(
         h.rows(json!({"op":"SEARCH","db":"txn","table":"t"})).await,
@@ -459,17 +532,25 @@ async fn transactions(h: &Harness) {
     // A rolled-back CREATE_DB leaves no database behind.
     let fresh = Name::parse_db(&h.db("txn_fresh")).unwrap();
     let mut txn = bounded(h.store.begin(&fresh)).await.unwrap();
-    bounded(txn.execute(&parse(json!({"op":"CREATE_DB","db":"txn_fresh"})))).await.unwrap();
+    bounded(txn.execute(&parse(json!({"op":"CREATE_DB","db":"txn_fresh"}))))
+        .await
+        .unwrap();
     bounded(txn.rollback()).await.unwrap();
     assert!(!bounded(h.store.databases()).await.unwrap().contains(&fresh));
     // A dropped transaction (a cancelled task) also leaves nothing.
     let mut txn = bounded(h.store.begin(&db)).await.unwrap();
-    bounded(txn.execute(&parse(json!({"op":"DELETE","db":"txn","table":"t","condition":{}}))))
-        .await
-        .unwrap();
+    bounded(txn.execute(&parse(
+        json!({"op":"DELETE","db":"txn","table":"t","condition":{}}),
+    )))
+    .await
+    .unwrap();
     drop(txn);
     assert_eq!(
-        h.rows(json!({"op":"SEARCH","db":"txn","table":"t"})).await.as_array().unwrap().len(),
+        h.rows(json!({"op":"SEARCH","db":"txn","table":"t"}))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
         3
     );
     h.ok(json!({"op":"DROP_DB","db":"txn"})).await;
@@ -481,7 +562,8 @@ async fn hostile_values(h: &Harness) {
         .await;
     h.ok(json!({"op":"CREATE_TABLE","db":"hostile","table":"x","data":{"id":"int"}}))
         .await;
-    h.ok(json!({"op":"INSERT","db":"hostile","table":"x","data":{"id":7}})).await;
+    h.ok(json!({"op":"INSERT","db":"hostile","table":"x","data":{"id":7}}))
+        .await;
     let huge = "y".repeat(900_000);
     let values = [
         "'; DROP TABLE x; --",
@@ -495,7 +577,8 @@ async fn hostile_values(h: &Harness) {
         huge.as_str(),
     ];
     for (i, v) in values.iter().enumerate() {
-        h.ok(json!({"op":"INSERT","db":"hostile","table":"t","data":{"id":i,"v":v}})).await;
+        h.ok(json!({"op":"INSERT","db":"hostile","table":"t","data":{"id":i,"v":v}}))
+            .await;
     }
     for (i, v) in values.iter().enumerate() {
         let rows = h
@@ -504,7 +587,14 @@ async fn hostile_values(h: &Harness) {
         assert_eq!(rows, json!([{"id":i,"v":v}]), "value #{i} stored verbatim");
     }
     // Hostile names are refused before any SQL is built.
-    for name in ["users; DROP TABLE x", "[a]", "a\"b", "ünï", &"a".repeat(65), "x--"] {
+    for name in [
+        "users; DROP TABLE x",
+        "[a]",
+        "a\"b",
+        "ünï",
+        &"a".repeat(65),
+        "x--",
+    ] {
         h.fails(
             json!({"op":"CREATE_TABLE","db":"hostile","table":name,"data":{"id":"int"}}),
             ErrorCode::InvalidName,
@@ -515,7 +605,8 @@ async fn hostile_values(h: &Harness) {
             ErrorCode::InvalidName,
         )
         .await;
-        h.fails(json!({"op":"CREATE_DB","db":name}), ErrorCode::InvalidName).await;
+        h.fails(json!({"op":"CREATE_DB","db":name}), ErrorCode::InvalidName)
+            .await;
     }
     // Not-a-number and infinities cannot be written as JSON numbers; as strings they are
     // refused by a float column.
@@ -526,14 +617,23 @@ async fn hostile_values(h: &Harness) {
         )
         .await;
     }
-    assert!(parse_request(br#"{"op":"INSERT","db":"hostile","table":"t","data":{"id":100,"f":NaN}}"#, &Limits::default()).is_err());
+    assert!(parse_request(
+        br#"{"op":"INSERT","db":"hostile","table":"t","data":{"id":100,"f":NaN}}"#,
+        &Limits::default()
+    )
+    .is_err());
     assert_eq!(
-        h.rows(json!({"op":"SEARCH","db":"hostile","table":"x"})).await,
+        h.rows(json!({"op":"SEARCH","db":"hostile","table":"x"}))
+            .await,
         json!([{"id":7}]),
         "the other table is untouched"
     );
     assert_eq!(
-        h.rows(json!({"op":"SEARCH","db":"hostile","table":"t","columns":["id"]})).await.as_array().unwrap().len(),
+        h.rows(json!({"op":"SEARCH","db":"hostile","table":"t","columns":["id"]}))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
         values.len()
     );
     h.ok(json!({"op":"DROP_DB","db":"hostile"})).await;
@@ -552,13 +652,16 @@ async fn checksums(h: &Harness) {
             .await;
     }
     for r in &rows {
-        h.ok(json!({"op":"INSERT","db":"sum_a","table":"t","data":r})).await;
+        h.ok(json!({"op":"INSERT","db":"sum_a","table":"t","data":r}))
+            .await;
     }
     for r in rows.iter().rev() {
-        h.ok(json!({"op":"INSERT","db":"sum_b","table":"t","data":r})).await;
+        h.ok(json!({"op":"INSERT","db":"sum_b","table":"t","data":r}))
+            .await;
     }
     for r in &rows {
-        h.ok(json!({"op":"INSERT","db":"sum_c","table":"t","data":r})).await;
+        h.ok(json!({"op":"INSERT","db":"sum_c","table":"t","data":r}))
+            .await;
     }
     let a = h.checksum("sum_a", "t").await;
     let b = h.checksum("sum_b", "t").await;
@@ -574,21 +677,27 @@ async fn checksums(h: &Harness) {
         (json!({"name":"x"}), json!({"id":2})),
         (json!({"id":5}), json!({"id":4})),
     ] {
-        h.ok(json!({"op":"UPDATE","db":"sum_c","table":"t","data":set,"condition":cond})).await;
+        h.ok(json!({"op":"UPDATE","db":"sum_c","table":"t","data":set,"condition":cond}))
+            .await;
         assert_ne!(h.checksum("sum_c", "t").await, a, "after {set}");
         h.ok(json!({"op":"DROP_DB","db":"sum_c"})).await;
         h.ok(json!({"op":"CREATE_DB","db":"sum_c"})).await;
         h.ok(json!({"op":"CREATE_TABLE","db":"sum_c","table":"t","data":{"id":"int","name":"string","f":"float","b":"bool"}}))
             .await;
-        h.ok(json!({"op":"INSERT","db":"sum_c","table":"t","data":rows.to_vec()})).await;
+        h.ok(json!({"op":"INSERT","db":"sum_c","table":"t","data":rows.to_vec()}))
+            .await;
         assert_eq!(h.checksum("sum_c", "t").await, a);
     }
     // A duplicated row is not the same table.
-    h.ok(json!({"op":"INSERT","db":"sum_c","table":"t","data":rows[0]})).await;
+    h.ok(json!({"op":"INSERT","db":"sum_c","table":"t","data":rows[0]}))
+        .await;
     assert_ne!(h.checksum("sum_c", "t").await, a);
-    let all = bounded(h.store.checksum(&Name::parse_db(&h.db("sum_a")).unwrap(), None))
-        .await
-        .unwrap();
+    let all = bounded(
+        h.store
+            .checksum(&Name::parse_db(&h.db("sum_a")).unwrap(), None),
+    )
+    .await
+    .unwrap();
     assert_eq!(all.len(), 1);
     for db in ["sum_a", "sum_b", "sum_c"] {
         h.ok(json!({"op":"DROP_DB","db":db})).await;
@@ -603,7 +712,11 @@ async fn applied_seqs(h: &Harness) {
     assert_eq!(created, h.seq.load(Ordering::SeqCst));
     h.ok(json!({"op":"DROP_DB","db":"seqs"})).await;
     let dropped = bounded(h.store.applied_seq(&db)).await.unwrap();
-    assert_eq!(dropped, h.seq.load(Ordering::SeqCst), "a dropped db keeps its DROP_DB seq");
+    assert_eq!(
+        dropped,
+        h.seq.load(Ordering::SeqCst),
+        "a dropped db keeps its DROP_DB seq"
+    );
     assert!(dropped > created);
     assert!(!bounded(h.store.databases()).await.unwrap().contains(&db));
 }
@@ -624,10 +737,16 @@ async fn sqlite_survives_a_reopen_and_cleans_up_crash_leftovers() {
     let url = format!("sqlite://{}", dir.path().display());
     {
         let store = store::open(&url, "test").await.unwrap();
-        let h = Harness { store: store.clone(), seq: AtomicU64::new(10), prefix: String::new() };
+        let h = Harness {
+            store: store.clone(),
+            seq: AtomicU64::new(10),
+            prefix: String::new(),
+        };
         h.ok(json!({"op":"CREATE_DB","db":"keep"})).await;
-        h.ok(json!({"op":"CREATE_TABLE","db":"keep","table":"t","data":{"id":"int"}})).await;
-        h.ok(json!({"op":"INSERT","db":"keep","table":"t","data":{"id":1}})).await;
+        h.ok(json!({"op":"CREATE_TABLE","db":"keep","table":"t","data":{"id":"int"}}))
+            .await;
+        h.ok(json!({"op":"INSERT","db":"keep","table":"t","data":{"id":1}}))
+            .await;
         h.ok(json!({"op":"CREATE_DB","db":"gone"})).await;
         h.ok(json!({"op":"DROP_DB","db":"gone"})).await;
         bounded(store.close()).await.unwrap();
@@ -643,10 +762,27 @@ async fn sqlite_survives_a_reopen_and_cleans_up_crash_leftovers() {
         .collect();
     assert_eq!(names, ["keep"]);
     assert!(!dir.path().join("halfmade.sqlite").exists());
-    let h = Harness { store: store.clone(), seq: AtomicU64::new(100), prefix: String::new() };
-    assert_eq!(h.rows(json!({"op":"SEARCH","db":"keep","table":"t"})).await, json!([{"id":1}]));
-    assert_eq!(bounded(store.applied_seq(&Name::parse_db("keep").unwrap())).await.unwrap(), 13);
-    assert_eq!(bounded(store.applied_seq(&Name::parse_db("gone").unwrap())).await.unwrap(), 15);
+    let h = Harness {
+        store: store.clone(),
+        seq: AtomicU64::new(100),
+        prefix: String::new(),
+    };
+    assert_eq!(
+        h.rows(json!({"op":"SEARCH","db":"keep","table":"t"})).await,
+        json!([{"id":1}])
+    );
+    assert_eq!(
+        bounded(store.applied_seq(&Name::parse_db("keep").unwrap()))
+            .await
+            .unwrap(),
+        13
+    );
+    assert_eq!(
+        bounded(store.applied_seq(&Name::parse_db("gone").unwrap()))
+            .await
+            .unwrap(),
+        15
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

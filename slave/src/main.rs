@@ -5,7 +5,10 @@ use ddb::cli::{init_tracing, shutdown_signal, NodeArgs};
 use ddb::node::{run, Role};
 
 #[derive(Parser)]
-#[command(version, about = "ddb slave node: applies the log, serves reads, takes writes when the master is gone")]
+#[command(
+    version,
+    about = "ddb slave node: applies the log, serves reads, takes writes when the master is gone"
+)]
 struct Args {
     /// Node name (e.g. slave1): heartbeats and the direct subject <prefix>.node.<name> use it.
     #[arg(long, env = "DDB_NAME")]

@@ -58,7 +58,12 @@ impl NatsServer {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if !sent {
                     if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                        if let Some(p) = rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
+                        if let Some(p) = rest
+                            .trim()
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse::<u16>().ok())
+                        {
                             let _ = tx.send(p);
                             sent = true;
                         }
@@ -104,7 +109,8 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         // The port may linger briefly after the kill.
         loop {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn(Some(port))));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn(Some(port))));
             match result {
                 Ok(()) => return,
                 Err(e) if Instant::now() > deadline => std::panic::resume_unwind(e),
@@ -123,7 +129,10 @@ impl Drop for NatsServer {
 fn wait_for_port(port: u16, limit: Duration) {
     let deadline = Instant::now() + limit;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server port {port} did not open in time");
+        assert!(
+            Instant::now() < deadline,
+            "nats-server port {port} did not open in time"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -162,7 +171,10 @@ impl ChildGuard {
         let Some(mut c) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = c.try_wait() {

@@ -88,7 +88,9 @@ async fn persist(node: &NodeRef, persisted: &mut u64, at: &mut Instant, now: boo
     if safe != *persisted {
         match node.store.set_log_position(safe).await {
             Ok(()) => *persisted = safe,
-            Err(e) => tracing::warn!(node = %node.name(), error = %e, "cannot persist the log position"),
+            Err(e) => {
+                tracing::warn!(node = %node.name(), error = %e, "cannot persist the log position")
+            }
         }
     }
     *at = Instant::now();
@@ -229,7 +231,11 @@ fn touches_db_lifecycle(ops: &[LoggedOp]) -> bool {
         .any(|o| matches!(o.op, WriteOp::CreateDb { .. } | WriteOp::DropDb { .. }))
 }
 
-async fn apply_chunk(node: &NodeRef, db: &Name, chunk: &[(u64, Vec<LoggedOp>)]) -> Result<(), DdbError> {
+async fn apply_chunk(
+    node: &NodeRef,
+    db: &Name,
+    chunk: &[(u64, Vec<LoggedOp>)],
+) -> Result<(), DdbError> {
     let started = Instant::now();
     let mut txn = node.store.begin(db).await?;
     for (seq, ops) in chunk {

@@ -77,7 +77,11 @@ async fn next_or_pending(sub: &mut Option<Subscriber>) -> Option<Message> {
     }
 }
 
-async fn subscribe(node: &NodeRef, stop: &CancellationToken, queue: Option<&str>) -> Option<Subscriber> {
+async fn subscribe(
+    node: &NodeRef,
+    stop: &CancellationToken,
+    queue: Option<&str>,
+) -> Option<Subscriber> {
     loop {
         let r = match queue {
             None => node.client.subscribe(node.subjects.node(node.name())).await,

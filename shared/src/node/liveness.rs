@@ -20,7 +20,10 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
 
 pub(crate) fn heartbeat(node: &NodeRef) -> Heartbeat {
     let applied = node.position();
-    let log_seq = node.log_seq.load(std::sync::atomic::Ordering::Relaxed).max(applied);
+    let log_seq = node
+        .log_seq
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(applied);
     Heartbeat {
         node: node.name().to_owned(),
         role: node.role,
@@ -83,7 +86,8 @@ async fn watch_master(node: NodeRef, stop: CancellationToken) {
     // Silence is measured from our own start until a first heartbeat is heard.
     let mut last_master: Option<Instant> = None;
     let mut last_master_open: Option<Instant> = None;
-    let check_every = (node.cfg.failover_after / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
+    let check_every =
+        (node.cfg.failover_after / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
     loop {
         let mut sub = loop {
             match node.client.subscribe(node.subjects.heartbeat_all()).await {
@@ -125,8 +129,7 @@ async fn watch_master(node: NodeRef, stop: CancellationToken) {
                     node.set_mode(Mode::Failover);
                 }
                 Mode::Failover
-                    if last_master_open
-                        .is_some_and(|t| t.elapsed() < node.cfg.failover_after) =>
+                    if last_master_open.is_some_and(|t| t.elapsed() < node.cfg.failover_after) =>
                 {
                     tracing::info!(node = %node.name(), "master is back: leaving failover");
                     node.set_mode(Mode::Replica);

@@ -84,7 +84,9 @@ pub async fn run(
         .await
         .map_err(NodeError::Store)?;
     let mut nats_opts = cfg.nats.clone();
-    nats_opts.name.get_or_insert_with(|| format!("ddb-{}", cfg.name));
+    nats_opts
+        .name
+        .get_or_insert_with(|| format!("ddb-{}", cfg.name));
     let client = nats_opts.connect().await.map_err(NodeError::Nats)?;
     let subjects = Subjects::new(&cfg.prefix);
     let log = Log::new(client.clone(), subjects.clone());

@@ -40,10 +40,12 @@ impl Job {
 
 type Queue = mpsc::UnboundedSender<Job>;
 
+/// A database's queue, its worker, and the worker's id (to retire the right one).
+type Worker = (Queue, JoinHandle<()>, u64);
+
 #[derive(Default)]
 pub(crate) struct Writers {
-    /// Per database: its queue, its worker, and the worker's id (to retire the right one).
-    queues: Mutex<HashMap<Name, (Queue, JoinHandle<()>, u64)>>,
+    queues: Mutex<HashMap<Name, Worker>>,
     next_id: AtomicU64,
 }
 
@@ -267,7 +269,12 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
     }
     if logged.is_empty() {
         let _ = txn.rollback().await;
-        return Attempt::Done(outcomes.into_iter().map(|r| r.map(|_| Reply::default())).collect());
+        return Attempt::Done(
+            outcomes
+                .into_iter()
+                .map(|r| r.map(|_| Reply::default()))
+                .collect(),
+        );
     }
     let entry = LogEntry::new(node.name(), &logged);
     let msg_id = match jobs {
@@ -333,7 +340,11 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
 
 /// After a conflict: apply the entries of `db` this node has not applied yet, read straight
 /// from the log, so that the next attempt appends after them.
-async fn sync_from_log(node: &NodeRef, db: &Name, cursor: &mut CursorGuard) -> Result<(), DdbError> {
+async fn sync_from_log(
+    node: &NodeRef,
+    db: &Name,
+    cursor: &mut CursorGuard,
+) -> Result<(), DdbError> {
     let applied = cursor.applied(node.store.as_ref()).await?;
     let missed = node.log.entries_after(db, applied, 10_000).await?;
     if let Some((last, _)) = missed.last() {

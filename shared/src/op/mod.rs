@@ -131,9 +131,9 @@ impl WriteOp {
 
     pub fn db(&self) -> &Name {
         match self {
-            WriteOp::CreateDb { db }
-            | WriteOp::DropDb { db }
-            | WriteOp::CreateTable { db, .. } => db,
+            WriteOp::CreateDb { db } | WriteOp::DropDb { db } | WriteOp::CreateTable { db, .. } => {
+                db
+            }
             WriteOp::Insert(i) => &i.db,
             WriteOp::Update(u) => &u.db,
             WriteOp::Delete(d) => &d.db,

@@ -105,9 +105,10 @@ impl TableSchema {
         };
         let mut key = Vec::with_capacity(primary_key.len());
         for k in primary_key {
-            let col = columns.iter().find(|c| c.name.as_str() == k).ok_or_else(|| {
-                DdbError::column_not_found(table.as_str(), &k)
-            })?;
+            let col = columns
+                .iter()
+                .find(|c| c.name.as_str() == k)
+                .ok_or_else(|| DdbError::column_not_found(table.as_str(), &k))?;
             if key.contains(&col.name) {
                 return Err(DdbError::bad_request(format!(
                     "column {k} appears twice in primary_key"
@@ -127,9 +128,7 @@ fn parse_column_type(name: &Name, spec: &Json) -> Result<(ColumnType, bool), Ddb
     let bad_type = |raw: &str| {
         DdbError::new(
             ErrorCode::BadRequest,
-            format!(
-                "column {name}: unknown type {raw:?}; use int, float, string or bool"
-            ),
+            format!("column {name}: unknown type {raw:?}; use int, float, string or bool"),
         )
     };
     match spec {

@@ -114,7 +114,11 @@ impl Dialect {
             .iter()
             .map(|c| {
                 let in_key = schema.is_key(c.name.as_str());
-                let null = if c.not_null || in_key { " NOT NULL" } else { "" };
+                let null = if c.not_null || in_key {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
                 format!(
                     "{} {}{null}",
                     self.quote(c.name.as_str()),
@@ -141,7 +145,11 @@ impl Dialect {
         )
     }
 
-    pub fn insert(self, schema: &TableSchema, row: &[(Name, Scalar)]) -> Result<Statement, DdbError> {
+    pub fn insert(
+        self,
+        schema: &TableSchema,
+        row: &[(Name, Scalar)],
+    ) -> Result<Statement, DdbError> {
         let mut b = Builder::new(self);
         let mut names = Vec::with_capacity(row.len());
         let mut values = Vec::with_capacity(row.len());
@@ -185,7 +193,11 @@ impl Dialect {
         Ok(b.finish())
     }
 
-    pub fn delete(self, schema: &TableSchema, condition: &Condition) -> Result<Statement, DdbError> {
+    pub fn delete(
+        self,
+        schema: &TableSchema,
+        condition: &Condition,
+    ) -> Result<Statement, DdbError> {
         let mut b = Builder::new(self);
         let filter = b.where_clause(schema, condition)?;
         b.sql = format!("DELETE FROM {}{filter}", self.quote(schema.name.as_str()));
@@ -199,10 +211,18 @@ impl Dialect {
         search: &Search,
     ) -> Result<(Vec<(Name, ColumnType)>, Statement), DdbError> {
         let columns: Vec<(Name, ColumnType)> = match &search.columns {
-            None => schema.columns.iter().map(|c| (c.name.clone(), c.ty)).collect(),
+            None => schema
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ty))
+                .collect(),
             Some(names) => names
                 .iter()
-                .map(|n| schema.require_column(n.as_str()).map(|c| (c.name.clone(), c.ty)))
+                .map(|n| {
+                    schema
+                        .require_column(n.as_str())
+                        .map(|c| (c.name.clone(), c.ty))
+                })
                 .collect::<Result<_, _>>()?,
         };
         let mut b = Builder::new(self);
@@ -211,7 +231,11 @@ impl Dialect {
             // Without an explicit order, key order (or, without a key, every column) makes
             // every node return the same rows in the same order, `limit` included.
             if schema.primary_key.is_empty() {
-                schema.columns.iter().map(|c| self.quote(c.name.as_str())).collect()
+                schema
+                    .columns
+                    .iter()
+                    .map(|c| self.quote(c.name.as_str()))
+                    .collect()
             } else {
                 schema
                     .primary_key
@@ -233,7 +257,10 @@ impl Dialect {
                 })
                 .collect::<Result<_, DdbError>>()?
         };
-        let list: Vec<String> = columns.iter().map(|(n, _)| self.quote(n.as_str())).collect();
+        let list: Vec<String> = columns
+            .iter()
+            .map(|(n, _)| self.quote(n.as_str()))
+            .collect();
         let top = match (self, search.limit) {
             (Dialect::Mssql, Some(n)) => format!("TOP ({n}) "),
             _ => String::new(),
@@ -262,7 +289,11 @@ impl Dialect {
             .iter()
             .map(|c| self.quote(c.name.as_str()))
             .collect();
-        format!("SELECT {} FROM {}", list.join(", "), self.quote(schema.name.as_str()))
+        format!(
+            "SELECT {} FROM {}",
+            list.join(", "),
+            self.quote(schema.name.as_str())
+        )
     }
 }
 
@@ -290,7 +321,11 @@ impl Builder {
         self.dialect.placeholder(self.params.len())
     }
 
-    fn where_clause(&mut self, schema: &TableSchema, condition: &Condition) -> Result<String, DdbError> {
+    fn where_clause(
+        &mut self,
+        schema: &TableSchema,
+        condition: &Condition,
+    ) -> Result<String, DdbError> {
         if condition.predicates.is_empty() {
             return Ok(String::new());
         }
@@ -360,7 +395,11 @@ fn typed_value(schema: &TableSchema, name: &Name, scalar: &Scalar) -> Result<Val
             let string_keys = schema
                 .primary_key
                 .iter()
-                .filter(|k| schema.column(k.as_str()).is_some_and(|c| c.ty == ColumnType::String))
+                .filter(|k| {
+                    schema
+                        .column(k.as_str())
+                        .is_some_and(|c| c.ty == ColumnType::String)
+                })
                 .count()
                 .max(1);
             let limit = MAX_KEY_STRING_UNITS / string_keys;
@@ -377,10 +416,7 @@ fn typed_value(schema: &TableSchema, name: &Name, scalar: &Scalar) -> Result<Val
 fn null_refused(schema: &TableSchema, column: &Name) -> DdbError {
     DdbError::new(
         ErrorCode::Constraint,
-        format!(
-            "column {column} of table {} may not be NULL",
-            schema.name
-        ),
+        format!("column {column} of table {} may not be NULL", schema.name),
     )
 }
 

@@ -765,11 +765,17 @@ fn select_from_a_keyless_table_orders_by_every_column() {
     let json = br#"{"op":"SEARCH","db":"d","table":"log","limit":5}"#;
     assert_eq!(
         select(Dialect::Sqlite, &keyless(), json).unwrap(),
-        st("SELECT \"at\", \"msg\" FROM \"log\" ORDER BY \"at\", \"msg\" LIMIT 5", vec![])
+        st(
+            "SELECT \"at\", \"msg\" FROM \"log\" ORDER BY \"at\", \"msg\" LIMIT 5",
+            vec![]
+        )
     );
     assert_eq!(
         select(Dialect::Mssql, &keyless(), json).unwrap(),
-        st("SELECT TOP (5) [at], [msg] FROM [log] ORDER BY [at], [msg]", vec![])
+        st(
+            "SELECT TOP (5) [at], [msg] FROM [log] ORDER BY [at], [msg]",
+            vec![]
+        )
     );
 }
 
@@ -792,11 +798,17 @@ fn long_key_strings_are_refused_alike() {
         br#"{"op":"CREATE_TABLE","db":"d","table":"kv","data":{"k":"string","j":"string"},"primary_key":["k","j"]}"#,
     );
     let json = |n: usize| {
-        format!(r#"{{"op":"INSERT","db":"d","table":"kv","data":{{"k":"{}","j":"x"}}}}"#, "a".repeat(n))
+        format!(
+            r#"{{"op":"INSERT","db":"d","table":"kv","data":{{"k":"{}","j":"x"}}}}"#,
+            "a".repeat(n)
+        )
     };
     assert!(insert(Dialect::Sqlite, &t, json(225).as_bytes()).is_ok());
     for d in [Dialect::Sqlite, Dialect::Mssql] {
-        assert_eq!(code(insert(d, &t, json(226).as_bytes())), ErrorCode::TooLarge);
+        assert_eq!(
+            code(insert(d, &t, json(226).as_bytes())),
+            ErrorCode::TooLarge
+        );
     }
 }
 

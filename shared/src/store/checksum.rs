@@ -48,7 +48,11 @@ impl ChecksumBuilder {
     pub fn finish(self, schema: &TableSchema) -> TableChecksum {
         let mut h = Sha256::new();
         h.update(schema.columns_json().to_string().as_bytes());
-        h.update(serde_json::to_string(&schema.primary_key).unwrap_or_default().as_bytes());
+        h.update(
+            serde_json::to_string(&schema.primary_key)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
         h.update(self.rows.to_be_bytes());
         h.update(self.sum.to_be_bytes());
         let digest = h.finalize();
@@ -61,7 +65,10 @@ impl ChecksumBuilder {
 }
 
 /// The checksum of a table given all its rows, in any order.
-pub fn table_checksum<'a>(schema: &TableSchema, rows: impl IntoIterator<Item = &'a [Value]>) -> TableChecksum {
+pub fn table_checksum<'a>(
+    schema: &TableSchema,
+    rows: impl IntoIterator<Item = &'a [Value]>,
+) -> TableChecksum {
     let mut b = ChecksumBuilder::default();
     for r in rows {
         b.add_row(r);

@@ -21,7 +21,11 @@ pub(crate) trait SqlConn: Send {
     /// Runs a statement and returns the rows it changed.
     async fn exec(&mut self, st: &Statement) -> Result<u64, DdbError>;
     /// Runs a query; each row comes back typed as `types` says.
-    async fn query(&mut self, st: &Statement, types: &[ColumnType]) -> Result<Vec<Vec<Value>>, DdbError>;
+    async fn query(
+        &mut self,
+        st: &Statement,
+        types: &[ColumnType],
+    ) -> Result<Vec<Vec<Value>>, DdbError>;
     /// Runs a query and folds its rows into `sink` one by one (for tables of any size).
     async fn for_each_row(
         &mut self,
@@ -58,9 +62,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn close(&self) -> Result<(), DdbError>;
 }
 
+/// Table schemas by (database, table), shared by the store and its transactions.
+type SchemaCache = Arc<Mutex<HashMap<(Name, Name), Arc<TableSchema>>>>;
+
 pub(crate) struct SqlStore<B: Backend> {
     backend: Arc<B>,
-    schemas: Arc<Mutex<HashMap<(Name, Name), Arc<TableSchema>>>>,
+    schemas: SchemaCache,
     /// Databases checked complete since this process opened them (see `live_writer`).
     verified: Arc<Mutex<HashSet<Name>>>,
 }
@@ -85,7 +92,10 @@ impl<B: Backend> SqlStore<B> {
     }
 
     fn is_verified(&self, db: &Name) -> bool {
-        self.verified.lock().map(|v| v.contains(db)).unwrap_or(false)
+        self.verified
+            .lock()
+            .map(|v| v.contains(db))
+            .unwrap_or(false)
     }
 
     /// The write connection of a database that exists; a half-created database (no meta row,
@@ -147,7 +157,10 @@ impl<B: Backend> SqlStore<B> {
 
 async fn read_meta_seq<C: SqlConn>(conn: &mut C, d: Dialect) -> Option<u64> {
     let st = Statement {
-        sql: format!("SELECT v FROM {} WHERE k = 'applied_seq'", d.quote(META_TABLE)),
+        sql: format!(
+            "SELECT v FROM {} WHERE k = 'applied_seq'",
+            d.quote(META_TABLE)
+        ),
         params: vec![],
     };
     match conn.query(&st, &[ColumnType::Int]).await {
@@ -252,7 +265,11 @@ impl<B: Backend> Store for SqlStore<B> {
             .collect())
     }
 
-    async fn checksum(&self, db: &Name, table: Option<&Name>) -> Result<Vec<TableChecksum>, DdbError> {
+    async fn checksum(
+        &self,
+        db: &Name,
+        table: Option<&Name>,
+    ) -> Result<Vec<TableChecksum>, DdbError> {
         let d = self.backend.dialect();
         let mut conn = self.live_reader(db).await?;
         let tables = match table {
@@ -264,8 +281,10 @@ impl<B: Backend> Store for SqlStore<B> {
             let schema = load_schema(&mut conn, d, db, &t).await?;
             let types: Vec<ColumnType> = schema.columns.iter().map(|c| c.ty).collect();
             let mut builder = ChecksumBuilder::default();
-            conn.for_each_row(&d.select_all(&schema), &types, &mut |row| builder.add_row(row))
-                .await?;
+            conn.for_each_row(&d.select_all(&schema), &types, &mut |row| {
+                builder.add_row(row)
+            })
+            .await?;
             out.push(builder.finish(&schema));
         }
         Ok(out)
@@ -274,7 +293,9 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn applied_seq(&self, db: &Name) -> Result<u64, DdbError> {
         let tomb = self.backend.tombstone(db).await?;
         let seq = match self.live_writer(db).await? {
-            Some(mut conn) => read_meta_seq(&mut conn, self.backend.dialect()).await.unwrap_or(0),
+            Some(mut conn) => read_meta_seq(&mut conn, self.backend.dialect())
+                .await
+                .unwrap_or(0),
             None => 0,
         };
         Ok(seq.max(tomb))
@@ -368,14 +389,18 @@ impl<B: Backend> Txn<B> {
                 {
                     return Err(DdbError::new(
                         ErrorCode::TableExists,
-                        format!("table {} already exists in database {}", schema.name, self.db),
+                        format!(
+                            "table {} already exists in database {}",
+                            schema.name, self.db
+                        ),
                     ));
                 }
                 let conn = self.conn_mut()?;
                 let ddl = d.create_table(schema);
                 tracing::debug!(sql = %ddl, "store statement");
                 conn.batch(&ddl).await?;
-                let spec = json!({"data": schema.columns_json(), "primary_key": schema.primary_key});
+                let spec =
+                    json!({"data": schema.columns_json(), "primary_key": schema.primary_key});
                 let st = Statement {
                     sql: format!(
                         "INSERT INTO {} (name, spec) VALUES ({}, {})",
@@ -383,7 +408,10 @@ impl<B: Backend> Txn<B> {
                         placeholder(d, 1),
                         placeholder(d, 2)
                     ),
-                    params: vec![Value::Str(schema.name.to_string()), Value::Str(spec.to_string())],
+                    params: vec![
+                        Value::Str(schema.name.to_string()),
+                        Value::Str(spec.to_string()),
+                    ],
                 };
                 conn.exec(&st).await?;
                 self.new_tables.push(Arc::new(schema.clone()));

@@ -33,8 +33,11 @@ pub trait Store: Send + Sync + 'static {
     async fn search(&self, search: &Search) -> Result<Vec<Row>, DdbError>;
 
     /// Per-table checksums of `db` (one table, or all in name order).
-    async fn checksum(&self, db: &Name, table: Option<&Name>)
-        -> Result<Vec<TableChecksum>, DdbError>;
+    async fn checksum(
+        &self,
+        db: &Name,
+        table: Option<&Name>,
+    ) -> Result<Vec<TableChecksum>, DdbError>;
 
     /// The stream seq of the last log entry applied to `db`; 0 when never touched. A dropped
     /// database remembers the seq of its DROP_DB, so a replayed log does not apply it twice.

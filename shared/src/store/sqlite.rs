@@ -117,7 +117,10 @@ impl Backend for SqliteBackend {
         self.remove(db).await?;
         let conn = open_conn(&self.path(db), true)?;
         let h = Arc::new(AsyncMutex::new(conn));
-        self.writers.lock().map_err(poisoned)?.insert(db.clone(), h.clone());
+        self.writers
+            .lock()
+            .map_err(poisoned)?
+            .insert(db.clone(), h.clone());
         Ok(SqliteConn(h.lock_owned().await))
     }
 
@@ -163,7 +166,11 @@ impl Backend for SqliteBackend {
     async fn tombstone(&self, db: &Name) -> Result<u64, DdbError> {
         let cat = self.catalog.lock().map_err(poisoned)?;
         let seq: Option<i64> = cat
-            .query_row("SELECT seq FROM dropped WHERE db = ?1", [db.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM dropped WHERE db = ?1",
+                [db.as_str()],
+                |r| r.get(0),
+            )
             .map(Some)
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
@@ -186,7 +193,9 @@ impl Backend for SqliteBackend {
     async fn position(&self) -> Result<u64, DdbError> {
         let cat = self.catalog.lock().map_err(poisoned)?;
         let v: Option<i64> = cat
-            .query_row("SELECT v FROM node WHERE k = 'log_position'", [], |r| r.get(0))
+            .query_row("SELECT v FROM node WHERE k = 'log_position'", [], |r| {
+                r.get(0)
+            })
             .map(Some)
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
@@ -266,7 +275,11 @@ impl SqlConn for SqliteConn {
         Ok(n as u64)
     }
 
-    async fn query(&mut self, st: &Statement, types: &[ColumnType]) -> Result<Vec<Vec<Value>>, DdbError> {
+    async fn query(
+        &mut self,
+        st: &Statement,
+        types: &[ColumnType],
+    ) -> Result<Vec<Vec<Value>>, DdbError> {
         let mut out = Vec::new();
         let params: Vec<Param<'_>> = st.params.iter().map(Param).collect();
         let mut stmt = self.0.prepare_cached(&st.sql).map_err(sqlite_err)?;
