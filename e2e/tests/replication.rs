@@ -372,3 +372,93 @@ async fn slaves_refuse_writes_while_the_master_lives() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_on_the_log_and_heartbeat_subjects_changes_nothing() {
+    let mut c = Cluster::start(2).await;
+    let seq = create_table(&c, "rogue").await;
+    c.ok(
+        &writer(),
+        json!({"op":"INSERT","db":"rogue","table":"t","data":{"id":1,"v":"a","n":1}}),
+    )
+    .await;
+    let before = c
+        .assert_converged(&["master", "slave1", "slave2"], "rogue", seq)
+        .await;
+    let nats = c.client.nats().clone();
+    let js = async_nats::jetstream::new(nats.clone());
+    // Entries no ddb writer would append: each node skips them alike and says so in its log.
+    let rogue: Vec<&[u8]> = vec![
+        b"not json",
+        b"{}",
+        br#"{"writer":"x","ops":[]}"#,
+        br#"{"writer":"x","ops":[{"op":"SEARCH","db":"rogue","table":"t"}]}"#,
+        br#"{"writer":"x","ops":[{"op":"INSERT","db":"other","table":"t","data":{"id":9}}]}"#,
+        br#"{"writer":"x","ops":[{"op":"INSERT","db":"rogue","table":"t; DROP TABLE t","data":{"id":9}}]}"#,
+    ];
+    let mut last = 0;
+    for body in &rogue {
+        let ack = within(10, "rogue append", async {
+            js.publish("ddb.log.rogue", body.to_vec().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        })
+        .await;
+        last = ack.sequence;
+    }
+    // A subject that names no valid database, and garbage heartbeats.
+    for subject in ["ddb.log.bad-name", "ddb.log.a.b"] {
+        within(10, "rogue append", async {
+            js.publish(subject, b"{}".to_vec().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        })
+        .await;
+    }
+    for subject in ["ddb.hb.master", "ddb.hb.slave1", "ddb.hb.x"] {
+        nats.publish(subject, b"{\"node\":".to_vec().into())
+            .await
+            .unwrap();
+        nats.publish(subject, vec![0xff, 0x00].into())
+            .await
+            .unwrap();
+    }
+    nats.flush().await.unwrap();
+    let after = c
+        .assert_converged(&["master", "slave1", "slave2"], "rogue", last)
+        .await;
+    assert_eq!(before, after, "rogue entries changed data");
+    // Writers append after the rogue entries as usual.
+    let w = c
+        .ok(
+            &writer(),
+            json!({"op":"INSERT","db":"rogue","table":"t","data":{"id":2,"v":"b","n":2}}),
+        )
+        .await;
+    assert!(w.seq.unwrap() > last);
+    c.assert_converged(&["master", "slave1", "slave2"], "rogue", w.seq.unwrap())
+        .await;
+    for n in ["master", "slave1", "slave2"] {
+        assert!(c.is_running(n), "{n} is still running");
+        assert!(
+            c.heartbeat(n).unwrap().broken.is_empty(),
+            "{n} reports a broken database"
+        );
+    }
+    // The same holds after a restart (the skipped entries are remembered as applied).
+    assert!(c.stop("master"));
+    c.start_node("master", true);
+    c.wait_mode("master", Mode::Master).await;
+    let w2 = c
+        .ok(
+            &writer(),
+            json!({"op":"INSERT","db":"rogue","table":"t","data":{"id":3,"v":"c","n":3}}),
+        )
+        .await;
+    c.assert_converged(&["master", "slave1", "slave2"], "rogue", w2.seq.unwrap())
+        .await;
+}

@@ -51,6 +51,11 @@ impl DdbClient {
         &self.nats
     }
 
+    /// Whether the NATS connection is up right now; a lost one is re-established on its own.
+    pub fn is_connected(&self) -> bool {
+        self.nats.connection_state() == async_nats::connection::State::Connected
+    }
+
     fn subject(&self, target: &Target) -> String {
         match target {
             Target::Writer => self.subjects.ops(),

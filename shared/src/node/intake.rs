@@ -194,7 +194,7 @@ async fn respond(
         return;
     };
     let mut bytes = reply.to_bytes();
-    let max = node.client.server_info().max_payload;
+    let max = node.max_payload;
     if max > 0 && bytes.len() > max {
         let e = DdbError::too_large(format!(
             "the reply is {} bytes, more than the server's max_payload of {max}; narrow the SEARCH with a condition, columns or limit",

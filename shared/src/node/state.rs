@@ -39,6 +39,8 @@ pub(crate) struct Node {
     pub master_seen: Mutex<Option<(String, Instant)>>,
     pub started: Instant,
     pub writers: writer::Writers,
+    /// The server's largest message, read once at start (replies over it become errors).
+    pub max_payload: usize,
 }
 
 /// Per-database serialisation point between the writer and the log reader, with the
@@ -94,6 +96,7 @@ impl Node {
             .map(|n| n.to_string())
             .collect();
         let subjects = log.subjects().clone();
+        let max_payload = client.server_info().max_payload;
         let initial_mode = match role {
             Role::Master => Mode::Starting,
             Role::Slave => Mode::Replica,
@@ -114,6 +117,7 @@ impl Node {
             master_seen: Mutex::new(None),
             started: Instant::now(),
             writers: writer::Writers::default(),
+            max_payload,
             cfg,
         }))
     }

@@ -496,6 +496,10 @@ impl<B: Backend> WriteTxn for Txn<B> {
                 self.dropped = true;
                 Ok(0)
             }
+            // One statement is atomic on both engines (a failing statement is undone alone,
+            // the transaction goes on), so only multi-statement ops pay for a savepoint.
+            WriteOp::Insert(i) if i.rows.len() == 1 => self.run(op).await,
+            WriteOp::Update(_) | WriteOp::Delete(_) => self.run(op).await,
             _ => {
                 let conn = self.conn_mut()?;
                 conn.batch(d.savepoint_sql()).await?;

@@ -1,0 +1,192 @@
+//! `ddb-bench`: spawns its own nats-server, master and two slaves (release binaries), measures
+//! ddb and, in the same run, the raw limits it is built on, and prints them side by side.
+
+pub mod cluster;
+pub mod limits;
+pub mod scenarios;
+pub mod stats;
+
+use serde::Serialize;
+use std::io::Write;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub window: Duration,
+    pub catch_up_ops: i64,
+    pub lag_rate: u64,
+    pub memory_rows: i64,
+    pub clients: Vec<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub limits: limits::Limits,
+    pub throughput: Vec<scenarios::Throughput>,
+    pub lag: scenarios::Lag,
+    pub catch_up: scenarios::CatchUp,
+    pub reads: Vec<scenarios::Reads>,
+    pub memory: scenarios::Memory,
+    pub failover: scenarios::Failover,
+}
+
+pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<Report> {
+    let mut c = cluster::Cluster::start().await?;
+    let say = |p: &mut dyn Write, s: &str| {
+        let _ = writeln!(p, "» {s}");
+    };
+    say(progress, "limits: raw NATS, JetStream, SQLite");
+    let limits = limits::measure(&c.nats.url(), c.dir.path(), cfg.window).await?;
+    let mut throughput = Vec::new();
+    for &n in &cfg.clients {
+        say(progress, &format!("replicated INSERT, {n} clients"));
+        throughput.push(scenarios::throughput(&c, n, cfg.window).await?);
+    }
+    say(
+        progress,
+        &format!("replication lag at {} ops/s offered", cfg.lag_rate),
+    );
+    let lag = scenarios::lag(&c, cfg.lag_rate, cfg.window).await?;
+    say(
+        progress,
+        &format!("catch-up after {} writes", cfg.catch_up_ops),
+    );
+    let catch_up = scenarios::catch_up(&mut c, cfg.catch_up_ops).await?;
+    let mut reads = Vec::new();
+    for n in [1, 64] {
+        say(progress, &format!("point SEARCH on a slave, {n} clients"));
+        reads.push(scenarios::reads(&c, n, cfg.window).await?);
+    }
+    say(
+        progress,
+        &format!("memory after {} rows replicated", cfg.memory_rows),
+    );
+    let memory = scenarios::memory(&c, cfg.memory_rows).await?;
+    say(progress, "failover: kill -9 of the master");
+    let failover = scenarios::failover(&mut c).await?;
+    Ok(Report {
+        limits,
+        throughput,
+        lag,
+        catch_up,
+        reads,
+        memory,
+        failover,
+    })
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+/// The report as a Markdown table, each ddb figure beside its limit.
+pub fn render(r: &Report) -> String {
+    let l = &r.limits;
+    let mut out = String::new();
+    let mut row = |a: &str, b: String, c: String| {
+        out.push_str(&format!("| {a} | {b} | {c} |\n"));
+    };
+    row(
+        "measure",
+        "ddb".into(),
+        "limit in the same run (ratio)".into(),
+    );
+    row("---", "---".into(), "---".into());
+    for t in &r.throughput {
+        row(
+            &format!("INSERT, {} clients: acked/s", t.clients),
+            format!("{:.0}", t.acked_per_s),
+            format!(
+                "JetStream pipelined {:.0}/s ({:.2}); NATS req-reply 64 in flight {:.0}/s",
+                l.js_pub_pipelined_per_s,
+                t.acked_per_s / l.js_pub_pipelined_per_s.max(1.0),
+                l.nats_req_64_per_s
+            ),
+        );
+        row(
+            &format!("INSERT, {} clients: applied on both slaves/s", t.clients),
+            format!("{:.0}", t.replicated_per_s),
+            format!("SQLite batched {:.0}/s", l.sqlite_batched_per_s),
+        );
+        row(
+            &format!("INSERT, {} clients: latency p50 / p99 / max", t.clients),
+            format!(
+                "{} / {} / {}",
+                ms(t.latency.p50_us),
+                ms(t.latency.p99_us),
+                ms(t.latency.max_us)
+            ),
+            if t.clients == 1 {
+                let floor = l.nats_req_1.p50_us + l.js_pub_1.p50_us;
+                format!(
+                    "req-reply p50 {} + JetStream ack p50 {} = {} ({:.2}×)",
+                    ms(l.nats_req_1.p50_us),
+                    ms(l.js_pub_1.p50_us),
+                    ms(floor),
+                    t.latency.p50_us as f64 / floor.max(1) as f64
+                )
+            } else {
+                String::new()
+            },
+        );
+    }
+    row(
+        &format!(
+            "lag ack→applied at {} ops/s: p50 / p99",
+            r.lag.offered_per_s
+        ),
+        format!("{} / {}", ms(r.lag.lag.p50_us), ms(r.lag.lag.p99_us)),
+        format!("includes one req-reply (p50 {})", ms(l.nats_req_1.p50_us)),
+    );
+    row(
+        &format!("catch-up of {} writes", r.catch_up.ops),
+        format!(
+            "{:.0} ops/s ({:.2} s)",
+            r.catch_up.ops_per_s, r.catch_up.seconds
+        ),
+        format!("SQLite batched {:.0}/s", l.sqlite_batched_per_s),
+    );
+    for rd in &r.reads {
+        row(
+            &format!("point SEARCH on a slave, {} clients", rd.clients),
+            format!("{:.0}/s (p50 {})", rd.per_s, ms(rd.latency.p50_us)),
+            format!("NATS req-reply 1 in flight p50 {}", ms(l.nats_req_1.p50_us)),
+        );
+    }
+    let mib = |m: Option<f64>| m.map_or("?".into(), |v| format!("{v:.0}"));
+    row(
+        &format!("peak RSS after {} rows (MiB)", r.memory.rows),
+        format!(
+            "master {} / slave1 {} / slave2 {}",
+            mib(r.memory.master_mib),
+            mib(r.memory.slave1_mib),
+            mib(r.memory.slave2_mib)
+        ),
+        String::new(),
+    );
+    row(
+        "failover: kill -9 → first write via a slave",
+        format!(
+            "{} ms ({})",
+            r.failover.first_write_through_slave_ms, r.failover.slave
+        ),
+        "default settings: heartbeat 1 s, failover after 3 s".into(),
+    );
+    row(
+        "raw SQLite insert (autocommit / batched 1000)",
+        format!(
+            "{:.0}/s / {:.0}/s",
+            l.sqlite_autocommit_per_s, l.sqlite_batched_per_s
+        ),
+        String::new(),
+    );
+    row(
+        "raw JetStream publish-with-ack (1 in flight / pipelined)",
+        format!(
+            "{:.0}/s / {:.0}/s",
+            l.js_pub_1_per_s, l.js_pub_pipelined_per_s
+        ),
+        String::new(),
+    );
+    out
+}

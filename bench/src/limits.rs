@@ -1,0 +1,139 @@
+//! The same-run limits ddb's figures are compared with: raw NATS request-reply, raw JetStream
+//! publish-with-ack, raw SQLite inserts on the same disk.
+
+use crate::stats::{per_second, Samples, Summary};
+use async_nats::jetstream;
+use futures::StreamExt;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Limits {
+    pub nats_req_1: Summary,
+    pub nats_req_64_per_s: f64,
+    pub js_pub_1: Summary,
+    pub js_pub_1_per_s: f64,
+    pub js_pub_pipelined_per_s: f64,
+    pub sqlite_autocommit_per_s: f64,
+    pub sqlite_batched_per_s: f64,
+}
+
+const PAYLOAD: &[u8] =
+    br#"{"op":"INSERT","db":"b","table":"t","data":{"id":123456,"v":"value-123456"}}"#;
+
+pub async fn measure(
+    nats_url: &str,
+    dir: &std::path::Path,
+    window: Duration,
+) -> anyhow::Result<Limits> {
+    let client = async_nats::connect(nats_url).await?;
+    let mut out = Limits::default();
+
+    // An echo responder: the cheapest possible request-reply.
+    let mut sub = client.subscribe("bench.echo").await?;
+    let responder = client.clone();
+    let echo = tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(r) = m.reply {
+                let _ = responder.publish(r, m.payload).await;
+            }
+        }
+    });
+    let mut lat = Samples::default();
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        let t = Instant::now();
+        client.request("bench.echo", PAYLOAD.into()).await?;
+        lat.push(t.elapsed());
+    }
+    out.nats_req_1 = lat.summary();
+    let count = std::sync::atomic::AtomicU64::new(0);
+    let started = Instant::now();
+    let end = started + window;
+    futures::future::join_all((0..64).map(|_| async {
+        while Instant::now() < end {
+            if client.request("bench.echo", PAYLOAD.into()).await.is_ok() {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }))
+    .await;
+    out.nats_req_64_per_s = per_second(count.into_inner(), started.elapsed());
+    echo.abort();
+
+    // JetStream publish with ack: one in flight, then pipelined with a window of acks.
+    let js = jetstream::new(client.clone());
+    let _ = js.delete_stream("BENCH_RAW").await;
+    js.create_stream(jetstream::stream::Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw.>".into()],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    let mut lat = Samples::default();
+    let started = Instant::now();
+    let end = started + window;
+    while Instant::now() < end {
+        let t = Instant::now();
+        js.publish("bench.raw.one", PAYLOAD.into()).await?.await?;
+        lat.push(t.elapsed());
+    }
+    out.js_pub_1_per_s = per_second(lat.len() as u64, started.elapsed());
+    out.js_pub_1 = lat.summary();
+    let started = Instant::now();
+    let end = started + window;
+    let mut acked = 0u64;
+    let mut pending = std::collections::VecDeque::new();
+    while Instant::now() < end {
+        pending.push_back(js.publish("bench.raw.many", PAYLOAD.into()).await?);
+        if pending.len() >= 256 {
+            if let Some(f) = pending.pop_front() {
+                f.await?;
+                acked += 1;
+            }
+        }
+    }
+    for f in pending {
+        f.await?;
+        acked += 1;
+    }
+    out.js_pub_pipelined_per_s = per_second(acked, started.elapsed());
+    let _ = js.delete_stream("BENCH_RAW").await;
+
+    // SQLite on the same disk, with the pragmas ddb uses.
+    let path = dir.join("raw.sqlite");
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         CREATE TABLE t (id INTEGER NOT NULL, v TEXT, PRIMARY KEY (id)) STRICT;",
+    )?;
+    let started = Instant::now();
+    let end = started + window;
+    let mut n = 0i64;
+    {
+        let mut st = conn.prepare("INSERT INTO t (id, v) VALUES (?1, ?2)")?;
+        while Instant::now() < end {
+            st.execute(rusqlite::params![n, "value"])?;
+            n += 1;
+        }
+    }
+    out.sqlite_autocommit_per_s = per_second(n as u64, started.elapsed());
+    let started = Instant::now();
+    let end = started + window;
+    let mut m = 0u64;
+    while Instant::now() < end {
+        conn.execute_batch("BEGIN")?;
+        {
+            let mut st = conn.prepare_cached("INSERT INTO t (id, v) VALUES (?1, ?2)")?;
+            for _ in 0..1000 {
+                st.execute(rusqlite::params![n, "value"])?;
+                n += 1;
+                m += 1;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+    }
+    out.sqlite_batched_per_s = per_second(m, started.elapsed());
+    Ok(out)
+}

@@ -1,0 +1,47 @@
+//! `ddb-bench`: see the README's "Performance" section.
+
+use clap::Parser;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    about = "Benchmarks ddb on its own local cluster, beside the raw NATS/JetStream/SQLite limits"
+)]
+struct Args {
+    /// Seconds each timed measurement runs.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Writes made while a slave is down, for the catch-up figure.
+    #[arg(long, default_value_t = 100_000)]
+    catch_up_ops: i64,
+    /// Offered load for the lag figure, ops/s.
+    #[arg(long, default_value_t = 10_000)]
+    lag_rate: u64,
+    /// Rows replicated before reading peak memory.
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_rows: i64,
+    /// Client counts for the write throughput figures.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench-report.json")]
+    out: std::path::PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ddb::cli::init_tracing();
+    let args = Args::parse();
+    let cfg = ddb_bench::BenchConfig {
+        window: Duration::from_secs(args.seconds),
+        catch_up_ops: args.catch_up_ops,
+        lag_rate: args.lag_rate,
+        memory_rows: args.memory_rows,
+        clients: args.clients,
+    };
+    let report = ddb_bench::run(&cfg, &mut std::io::stderr()).await?;
+    println!("{}", ddb_bench::render(&report));
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)?;
+    eprintln!("JSON report written to {}", args.out.display());
+    Ok(())
+}
