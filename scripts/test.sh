@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v nats-server >/dev/null || { echo "nats-server is missing: apt-get install -y nats-server" >&2; exit 1; }
+python3 -c 'import nats' 2>/dev/null || python3 -m pip install --quiet nats-py
 
 # The end-to-end tests start the real binaries: build them first.
 cargo build --workspace --bins

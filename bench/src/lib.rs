@@ -17,17 +17,25 @@ pub struct BenchConfig {
     pub lag_rate: u64,
     pub memory_rows: i64,
     pub clients: Vec<usize>,
+    /// Scenarios to run (all when empty): limits, throughput, lag, catchup, reads, memory, failover.
+    pub only: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+impl BenchConfig {
+    fn wants(&self, what: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == what)
+    }
+}
+
+#[derive(Debug, Serialize, Default)]
 pub struct Report {
     pub limits: limits::Limits,
     pub throughput: Vec<scenarios::Throughput>,
-    pub lag: scenarios::Lag,
-    pub catch_up: scenarios::CatchUp,
+    pub lag: Option<scenarios::Lag>,
+    pub catch_up: Option<scenarios::CatchUp>,
     pub reads: Vec<scenarios::Reads>,
-    pub memory: scenarios::Memory,
-    pub failover: scenarios::Failover,
+    pub memory: Option<scenarios::Memory>,
+    pub failover: Option<scenarios::Failover>,
 }
 
 pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<Report> {
@@ -35,44 +43,50 @@ pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<
     let say = |p: &mut dyn Write, s: &str| {
         let _ = writeln!(p, "» {s}");
     };
-    say(progress, "limits: raw NATS, JetStream, SQLite");
-    let limits = limits::measure(&c.nats.url(), c.dir.path(), cfg.window).await?;
-    let mut throughput = Vec::new();
-    for &n in &cfg.clients {
-        say(progress, &format!("replicated INSERT, {n} clients"));
-        throughput.push(scenarios::throughput(&c, n, cfg.window).await?);
+    let mut r = Report::default();
+    if cfg.wants("limits") {
+        say(progress, "limits: raw NATS, JetStream, SQLite");
+        r.limits = limits::measure(&c.nats.url(), c.dir.path(), cfg.window).await?;
     }
-    say(
-        progress,
-        &format!("replication lag at {} ops/s offered", cfg.lag_rate),
-    );
-    let lag = scenarios::lag(&c, cfg.lag_rate, cfg.window).await?;
-    say(
-        progress,
-        &format!("catch-up after {} writes", cfg.catch_up_ops),
-    );
-    let catch_up = scenarios::catch_up(&mut c, cfg.catch_up_ops).await?;
-    let mut reads = Vec::new();
-    for n in [1, 64] {
-        say(progress, &format!("point SEARCH on a slave, {n} clients"));
-        reads.push(scenarios::reads(&c, n, cfg.window).await?);
+    if cfg.wants("throughput") {
+        for &n in &cfg.clients {
+            say(progress, &format!("replicated INSERT, {n} clients"));
+            r.throughput
+                .push(scenarios::throughput(&c, n, cfg.window).await?);
+        }
     }
-    say(
-        progress,
-        &format!("memory after {} rows replicated", cfg.memory_rows),
-    );
-    let memory = scenarios::memory(&c, cfg.memory_rows).await?;
-    say(progress, "failover: kill -9 of the master");
-    let failover = scenarios::failover(&mut c).await?;
-    Ok(Report {
-        limits,
-        throughput,
-        lag,
-        catch_up,
-        reads,
-        memory,
-        failover,
-    })
+    if cfg.wants("lag") {
+        say(
+            progress,
+            &format!("replication lag at {} ops/s offered", cfg.lag_rate),
+        );
+        r.lag = Some(scenarios::lag(&c, cfg.lag_rate, cfg.window).await?);
+    }
+    if cfg.wants("catchup") || cfg.wants("reads") {
+        say(
+            progress,
+            &format!("catch-up after {} writes", cfg.catch_up_ops),
+        );
+        r.catch_up = Some(scenarios::catch_up(&mut c, cfg.catch_up_ops).await?);
+    }
+    if cfg.wants("reads") {
+        for n in [1, 64] {
+            say(progress, &format!("point SEARCH on a slave, {n} clients"));
+            r.reads.push(scenarios::reads(&c, n, cfg.window).await?);
+        }
+    }
+    if cfg.wants("memory") {
+        say(
+            progress,
+            &format!("memory after {} rows replicated", cfg.memory_rows),
+        );
+        r.memory = Some(scenarios::memory(&c, cfg.memory_rows).await?);
+    }
+    if cfg.wants("failover") {
+        say(progress, "failover: kill -9 of the master");
+        r.failover = Some(scenarios::failover(&mut c).await?);
+    }
+    Ok(r)
 }
 
 fn ms(us: u64) -> String {
@@ -104,6 +118,11 @@ pub fn render(r: &Report) -> String {
             ),
         );
         row(
+            &format!("INSERT, {} clients: ops per log entry", t.clients),
+            format!("{:.1}", t.ops_per_entry),
+            String::new(),
+        );
+        row(
             &format!("INSERT, {} clients: applied on both slaves/s", t.clients),
             format!("{:.0}", t.replicated_per_s),
             format!("SQLite batched {:.0}/s", l.sqlite_batched_per_s),
@@ -130,22 +149,20 @@ pub fn render(r: &Report) -> String {
             },
         );
     }
-    row(
-        &format!(
-            "lag ack→applied at {} ops/s: p50 / p99",
-            r.lag.offered_per_s
-        ),
-        format!("{} / {}", ms(r.lag.lag.p50_us), ms(r.lag.lag.p99_us)),
-        format!("includes one req-reply (p50 {})", ms(l.nats_req_1.p50_us)),
-    );
-    row(
-        &format!("catch-up of {} writes", r.catch_up.ops),
-        format!(
-            "{:.0} ops/s ({:.2} s)",
-            r.catch_up.ops_per_s, r.catch_up.seconds
-        ),
-        format!("SQLite batched {:.0}/s", l.sqlite_batched_per_s),
-    );
+    if let Some(lag) = &r.lag {
+        row(
+            &format!("lag ack→applied at {} ops/s: p50 / p99", lag.offered_per_s),
+            format!("{} / {}", ms(lag.lag.p50_us), ms(lag.lag.p99_us)),
+            format!("includes one req-reply (p50 {})", ms(l.nats_req_1.p50_us)),
+        );
+    }
+    if let Some(cu) = &r.catch_up {
+        row(
+            &format!("catch-up of {} writes", cu.ops),
+            format!("{:.0} ops/s ({:.2} s)", cu.ops_per_s, cu.seconds),
+            format!("SQLite batched {:.0}/s", l.sqlite_batched_per_s),
+        );
+    }
     for rd in &r.reads {
         row(
             &format!("point SEARCH on a slave, {} clients", rd.clients),
@@ -154,24 +171,25 @@ pub fn render(r: &Report) -> String {
         );
     }
     let mib = |m: Option<f64>| m.map_or("?".into(), |v| format!("{v:.0}"));
-    row(
-        &format!("peak RSS after {} rows (MiB)", r.memory.rows),
-        format!(
-            "master {} / slave1 {} / slave2 {}",
-            mib(r.memory.master_mib),
-            mib(r.memory.slave1_mib),
-            mib(r.memory.slave2_mib)
-        ),
-        String::new(),
-    );
-    row(
-        "failover: kill -9 → first write via a slave",
-        format!(
-            "{} ms ({})",
-            r.failover.first_write_through_slave_ms, r.failover.slave
-        ),
-        "default settings: heartbeat 1 s, failover after 3 s".into(),
-    );
+    if let Some(m) = &r.memory {
+        row(
+            &format!("peak RSS after {} rows (MiB)", m.rows),
+            format!(
+                "master {} / slave1 {} / slave2 {}",
+                mib(m.master_mib),
+                mib(m.slave1_mib),
+                mib(m.slave2_mib)
+            ),
+            String::new(),
+        );
+    }
+    if let Some(f) = &r.failover {
+        row(
+            "failover: kill -9 → first write via a slave",
+            format!("{} ms ({})", f.first_write_through_slave_ms, f.slave),
+            "default settings: heartbeat 1 s, failover after 3 s".into(),
+        );
+    }
     row(
         "raw SQLite insert (autocommit / batched 1000)",
         format!(

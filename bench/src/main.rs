@@ -23,6 +23,10 @@ struct Args {
     /// Client counts for the write throughput figures.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     clients: Vec<usize>,
+    /// Run only these scenarios (comma-separated): limits, throughput, lag, catchup, reads,
+    /// memory, failover. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "bench-report.json")]
     out: std::path::PathBuf,
@@ -38,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         lag_rate: args.lag_rate,
         memory_rows: args.memory_rows,
         clients: args.clients,
+        only: args.only,
     };
     let report = ddb_bench::run(&cfg, &mut std::io::stderr()).await?;
     println!("{}", ddb_bench::render(&report));

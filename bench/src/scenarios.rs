@@ -17,6 +17,8 @@ pub struct Throughput {
     /// Rate counted until both slaves had applied the last acknowledged write.
     pub replicated_per_s: f64,
     pub latency: Summary,
+    /// Average ops per log entry (group commit).
+    pub ops_per_entry: f64,
 }
 
 async fn table(c: &Cluster, db: &str) -> anyhow::Result<()> {
@@ -45,6 +47,7 @@ pub async fn throughput(
         async move {
             let mut lat = Samples::default();
             let mut max_seq = 0u64;
+            let mut min_seq = u64::MAX;
             while Instant::now() < end {
                 let id = next.fetch_add(1, Ordering::Relaxed);
                 let op = json!({"op":"INSERT","db":db,"table":"t","data":{"id":id,"v":"value"}});
@@ -53,19 +56,22 @@ pub async fn throughput(
                     if r.ok {
                         lat.push(t.elapsed());
                         max_seq = max_seq.max(r.seq.unwrap_or(0));
+                        min_seq = min_seq.min(r.seq.unwrap_or(u64::MAX));
                     }
                 }
             }
-            (lat, max_seq)
+            (lat, max_seq, min_seq)
         }
     }))
     .await;
     let took = started.elapsed();
     let mut lat = Samples::default();
     let mut seq = 0;
-    for (l, s) in results {
+    let mut first = u64::MAX;
+    for (l, s, f) in results {
         lat.extend(l);
         seq = seq.max(s);
+        first = first.min(f);
     }
     let acked = lat.len() as u64;
     let (a, b) = tokio::join!(c.wait_applied("slave1", seq), c.wait_applied("slave2", seq));
@@ -76,6 +82,7 @@ pub async fn throughput(
         acked_per_s: per_second(acked, took),
         replicated_per_s: per_second(acked, replicated_at - started),
         latency: lat.summary(),
+        ops_per_entry: acked as f64 / (seq.saturating_sub(first) + 1) as f64,
     })
 }
 

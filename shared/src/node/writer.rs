@@ -254,6 +254,7 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
         Ok(s) => s,
         Err(e) => return all_fail(e),
     };
+    let t_begin = Instant::now();
     let mut txn = match node.store.begin(db).await {
         Ok(t) => t,
         Err(e) => return all_fail(e),
@@ -281,7 +282,15 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
         [only] => only.op_id.as_deref(),
         _ => None,
     };
-    match node.log.append(db, &entry, expected, msg_id).await {
+    let t_append = Instant::now();
+    let appended = node.log.append(db, &entry, expected, msg_id).await;
+    tracing::debug!(
+        db = %db, ops = logged.len(),
+        execute_us = (t_append - t_begin).as_micros() as u64,
+        append_us = t_append.elapsed().as_micros() as u64,
+        "batch appended"
+    );
+    match appended {
         Ok(appended) if !appended.duplicate => {
             let seq = appended.seq;
             node.note_log_seq(seq);

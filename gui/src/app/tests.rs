@@ -1,0 +1,722 @@
+//! `update()` for every message, and the widgets through `iced_test`'s simulator.
+
+use super::*;
+use crate::connection::{Command, Commands, Event, Link, Settings};
+use crate::form::{ColumnsMode, Field, Message as FormMessage, OpKind};
+use crate::nodes::tests::hb;
+use crate::results::{Outcome, ResultView};
+use crate::view;
+use ddb::heartbeat::{Mode, Role};
+use ddb::reply::Reply;
+use ddb::{DdbError, ErrorCode};
+use futures::channel::mpsc;
+use iced::keyboard::key::Named;
+use iced_test::{selector, Simulator};
+use serde_json::json;
+
+fn settings() -> Settings {
+    Settings::new(vec!["nats://127.0.0.1:4222".into()], "ddb")
+}
+
+fn app() -> App {
+    App::new(Config::new(settings()))
+}
+
+/// An app whose worker is replaced by a channel the test reads.
+fn connected() -> (App, mpsc::Receiver<Command>) {
+    let mut app = app();
+    let (commands, rx) = Commands::test_pair();
+    let _ = app.update(Message::Connection(Event::Ready(commands)));
+    let _ = app.update(Message::Connection(Event::Link(Link::Connected)));
+    (app, rx)
+}
+
+fn edit(app: &mut App, field: Field, value: &str) {
+    let _ = app.update(Message::Form(FormMessage::Edited(field, value.into())));
+}
+
+fn op(app: &mut App, op: OpKind) {
+    let _ = app.update(Message::Form(FormMessage::OpSelected(op)));
+}
+
+fn reply(v: serde_json::Value) -> Reply {
+    serde_json::from_value(v).unwrap()
+}
+
+fn respond(app: &mut App, id: u64, result: Result<Reply, DdbError>) {
+    let _ = app.update(Message::Connection(Event::Response {
+        id,
+        result,
+        elapsed: Duration::from_millis(4),
+    }));
+}
+
+fn next_command(rx: &mut mpsc::Receiver<Command>) -> Command {
+    rx.try_recv().expect("a command was sent")
+}
+
+fn no_command(rx: &mut mpsc::Receiver<Command>) {
+    assert!(rx.try_recv().is_err(), "no command should have been sent");
+}
+
+// ---------------------------------------------------------------- update()
+
+#[test]
+fn form_messages_edit_the_form_and_clear_the_notice() {
+    let mut app = app();
+    app.notice = Some("old".into());
+    op(&mut app, OpKind::Insert);
+    assert_eq!(app.op(), OpKind::Insert);
+    assert_eq!(app.notice, None);
+    edit(&mut app, Field::Db, "mydb");
+    assert_eq!(app.form.value(Field::Db), "mydb");
+    op(&mut app, OpKind::Search);
+    assert_eq!(
+        app.form.value(Field::Db),
+        "mydb",
+        "db is remembered between ops"
+    );
+    let _ = app.update(Message::Form(FormMessage::ColumnsMode(ColumnsMode::Json)));
+    assert_eq!(app.form.columns_mode, ColumnsMode::Json);
+}
+
+#[test]
+fn target_selected_sets_the_target() {
+    let mut app = app();
+    let _ = app.update(Message::Connection(Event::Heartbeat(
+        hb("slave1", Role::Slave, Mode::Replica, 3),
+        Instant::now(),
+    )));
+    let (options, selected) = app.target_options();
+    assert_eq!(selected.target, Target::Writer);
+    assert_eq!(options.len(), 2);
+    let _ = app.update(Message::TargetSelected(options[1].clone()));
+    assert_eq!(app.target, Target::Node("slave1".into()));
+    assert_eq!(app.target_options().1.label, "Slave 1 (slave1)");
+}
+
+#[test]
+fn execute_sends_the_built_request_to_the_target() {
+    let (mut app, mut rx) = connected();
+    op(&mut app, OpKind::Insert);
+    edit(&mut app, Field::Db, "mydb");
+    edit(&mut app, Field::Table, "users");
+    edit(&mut app, Field::Data, r#"{"id":1,"name":"Alice"}"#);
+    let _ = app.update(Message::Execute);
+    let cmd = next_command(&mut rx);
+    assert_eq!(cmd.target, Target::Writer);
+    assert_eq!(
+        cmd.payload,
+        json!({"op":"INSERT","db":"mydb","table":"users","data":{"id":1,"name":"Alice"}})
+    );
+    assert_eq!(app.outcome.pending_id(), Some(cmd.id));
+    assert!(!app.can_execute());
+    assert_eq!(app.history_len(), 1);
+    assert_eq!(app.history.get(0).unwrap().title, "INSERT mydb.users");
+    // Enter again while waiting does nothing.
+    let _ = app.update(Message::Execute);
+    no_command(&mut rx);
+    assert_eq!(app.history_len(), 1);
+}
+
+#[test]
+fn execute_with_invalid_fields_sends_nothing_and_says_why() {
+    let (mut app, mut rx) = connected();
+    op(&mut app, OpKind::Insert);
+    edit(&mut app, Field::Db, "mydb");
+    edit(&mut app, Field::Table, "users");
+    edit(&mut app, Field::Data, r#"{"id":1,"#);
+    let _ = app.update(Message::Execute);
+    no_command(&mut rx);
+    assert!(app.form.error(Field::Data).unwrap().contains("JSON"));
+    assert!(app.notice.as_deref().unwrap().contains("Data"));
+    assert_eq!(app.outcome, Outcome::Idle);
+}
+
+#[test]
+fn execute_before_the_worker_is_ready_says_so() {
+    let mut app = app();
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    assert!(app.notice.as_deref().unwrap().contains("not connected"));
+    assert_eq!(app.history_len(), 0);
+}
+
+#[test]
+fn execute_reports_a_closed_worker() {
+    let (mut app, rx) = connected();
+    drop(rx);
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    assert!(app
+        .notice
+        .as_deref()
+        .unwrap()
+        .contains("not taking requests"));
+    assert_eq!(app.outcome, Outcome::Idle);
+}
+
+#[test]
+fn connection_events_update_link_nodes_and_results() {
+    let mut app = app();
+    assert_eq!(app.link, Link::Connecting);
+    let _ = app.update(Message::Connection(Event::Failed("bad URL".into())));
+    assert_eq!(app.link, Link::Disconnected);
+    assert_eq!(app.link_error.as_deref(), Some("bad URL"));
+    let (commands, mut rx) = Commands::test_pair();
+    let _ = app.update(Message::Connection(Event::Ready(commands)));
+    assert_eq!(app.link_error, None);
+    let _ = app.update(Message::Connection(Event::Link(Link::Connected)));
+    assert!(app.is_connected());
+    let _ = app.update(Message::Connection(Event::Heartbeat(
+        hb("master", Role::Master, Mode::Master, 9),
+        Instant::now(),
+    )));
+    assert_eq!(app.nodes.alive_count(), 1);
+
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    // A stale reply for another request is ignored.
+    respond(&mut app, id + 100, Ok(Reply::ok("master")));
+    assert!(app.outcome.is_pending());
+    respond(
+        &mut app,
+        id,
+        Ok(reply(json!({"ok":true,"node":"master","seq":12}))),
+    );
+    let Outcome::Done(done) = &app.outcome else {
+        panic!("{:?}", app.outcome)
+    };
+    assert_eq!(done.summary(), "ok · seq 12 · master");
+    assert_eq!(app.last_write_seq, Some(12));
+    assert_eq!(
+        app.history.get(0).unwrap().status(),
+        crate::history::Status::Ok
+    );
+
+    let _ = app.update(Message::Connection(Event::Link(Link::Disconnected)));
+    assert!(!app.is_connected());
+}
+
+#[test]
+fn reads_do_not_move_the_last_write_seq_and_errors_keep_their_code() {
+    let (mut app, mut rx) = connected();
+    op(&mut app, OpKind::Search);
+    edit(&mut app, Field::Db, "mydb");
+    edit(&mut app, Field::Table, "users");
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(
+        &mut app,
+        id,
+        Ok(reply(json!({"ok":true,"node":"slave1","seq":40,"rows":[]}))),
+    );
+    assert_eq!(app.last_write_seq, None);
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(
+        &mut app,
+        id,
+        Err(DdbError::new(ErrorCode::Timeout, "no reply")),
+    );
+    let Outcome::Done(done) = &app.outcome else {
+        panic!()
+    };
+    assert_eq!(done.error().unwrap().code, ErrorCode::Timeout);
+    assert_eq!(
+        app.history.get(0).unwrap().status(),
+        crate::history::Status::Failed
+    );
+}
+
+#[test]
+fn tick_moves_the_clock_and_the_spinner() {
+    let mut app = app();
+    let t0 = Instant::now();
+    let _ = app.update(Message::Connection(Event::Heartbeat(
+        hb("master", Role::Master, Mode::Master, 1),
+        t0,
+    )));
+    assert_eq!(app.nodes.alive_count(), 1);
+    let frame = app.spinner;
+    let _ = app.update(Message::Tick(t0 + Duration::from_millis(3100)));
+    assert_eq!(app.spinner, frame + 1);
+    assert_eq!(app.nodes.alive_count(), 0, "red after 3 missed heartbeats");
+}
+
+#[test]
+fn result_view_and_copy() {
+    let (mut app, mut rx) = connected();
+    assert_eq!(
+        app.update(Message::CopyResult).units(),
+        0,
+        "nothing to copy yet"
+    );
+    let _ = app.update(Message::ResultView(ResultView::Json));
+    assert_eq!(app.result_view, ResultView::Json);
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(&mut app, id, Ok(Reply::ok("master")));
+    assert_eq!(
+        app.result_view,
+        ResultView::Table,
+        "a new result opens on its table"
+    );
+    assert_eq!(app.update(Message::CopyResult).units(), 1);
+}
+
+#[test]
+fn a_refused_write_can_be_resent_to_the_writer() {
+    let (mut app, mut rx) = connected();
+    let _ = app.update(Message::Connection(Event::Heartbeat(
+        hb("master", Role::Master, Mode::Master, 1),
+        Instant::now(),
+    )));
+    app.target = Target::Node("slave1".into());
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    let first = next_command(&mut rx);
+    assert_eq!(first.target, Target::Node("slave1".into()));
+    respond(
+        &mut app,
+        first.id,
+        Ok(reply(
+            json!({"ok":false,"node":"slave1","error":{"code":"read_only","message":"node slave1 is a read-only replica"}}),
+        )),
+    );
+    let Outcome::Done(done) = &app.outcome else {
+        panic!()
+    };
+    let hint = done.hint(&app.nodes, "ddb").unwrap();
+    assert!(
+        hint.contains("Writer (ddb.ops)") && hint.contains("master"),
+        "{hint}"
+    );
+    let _ = app.update(Message::ResendToWriter);
+    let again = next_command(&mut rx);
+    assert_eq!(again.target, Target::Writer);
+    assert_eq!(again.payload, first.payload);
+    assert_eq!(app.target, Target::Writer);
+    // Nothing to resend once the last result is not a refusal.
+    respond(&mut app, again.id, Ok(Reply::ok("master")));
+    let _ = app.update(Message::ResendToWriter);
+    no_command(&mut rx);
+}
+
+#[test]
+fn use_last_seq_fills_min_seq() {
+    let mut app = app();
+    let _ = app.update(Message::UseLastSeq);
+    assert_eq!(app.form.value(Field::MinSeq), "");
+    app.last_write_seq = Some(42);
+    let _ = app.update(Message::UseLastSeq);
+    assert_eq!(app.form.value(Field::MinSeq), "42");
+}
+
+#[test]
+fn history_selection_reloads_fields_target_and_result() {
+    let (mut app, mut rx) = connected();
+    op(&mut app, OpKind::Insert);
+    edit(&mut app, Field::Db, "mydb");
+    edit(&mut app, Field::Table, "users");
+    edit(&mut app, Field::Data, r#"{"id":1}"#);
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(
+        &mut app,
+        id,
+        Ok(reply(
+            json!({"ok":true,"node":"master","seq":3,"affected":1}),
+        )),
+    );
+
+    op(&mut app, OpKind::Search);
+    app.target = Target::Node("slave2".into());
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(
+        &mut app,
+        id,
+        Ok(reply(json!({"ok":true,"node":"slave2","seq":3,"rows":[]}))),
+    );
+
+    let _ = app.update(Message::HistorySelected(1));
+    assert_eq!(app.op(), OpKind::Insert);
+    assert_eq!(app.form.value(Field::Data), r#"{"id":1}"#);
+    assert_eq!(app.target, Target::Writer);
+    let Outcome::Done(done) = &app.outcome else {
+        panic!()
+    };
+    assert_eq!(done.summary(), "1 row affected · seq 3 · master");
+    let _ = app.update(Message::HistorySelected(99));
+    assert_eq!(app.op(), OpKind::Insert);
+}
+
+#[test]
+fn clear_history_keeps_pending_requests() {
+    let (mut app, mut rx) = connected();
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(&mut app, id, Ok(Reply::ok("master")));
+    let _ = app.update(Message::Execute);
+    let _ = next_command(&mut rx);
+    let _ = app.update(Message::ClearHistory);
+    assert_eq!(app.history_len(), 1);
+    assert!(app.history.get(0).unwrap().done.is_none());
+}
+
+#[test]
+fn focus_messages_move_the_focus() {
+    let mut app = app();
+    assert_eq!(app.update(Message::FocusNext).units(), 1);
+    assert_eq!(app.update(Message::FocusPrevious).units(), 1);
+}
+
+#[test]
+fn keys_map_to_messages() {
+    use iced::keyboard::{Event as K, Key, Location, Modifiers};
+    let press = |key: Key, modifiers: Modifiers| K::KeyPressed {
+        key: key.clone(),
+        modified_key: key,
+        physical_key: iced::keyboard::key::Physical::Unidentified(
+            iced::keyboard::key::NativeCode::Unidentified,
+        ),
+        location: Location::Standard,
+        modifiers,
+        text: None,
+        repeat: false,
+    };
+    assert!(matches!(
+        key_message(press(Key::Named(Named::Enter), Modifiers::default())),
+        Some(Message::Execute)
+    ));
+    assert!(matches!(
+        key_message(press(Key::Named(Named::Tab), Modifiers::default())),
+        Some(Message::FocusNext)
+    ));
+    assert!(matches!(
+        key_message(press(Key::Named(Named::Tab), Modifiers::SHIFT)),
+        Some(Message::FocusPrevious)
+    ));
+    assert!(key_message(press(Key::Character("a".into()), Modifiers::default())).is_none());
+}
+
+#[test]
+fn a_script_runs_step_by_step_once_its_targets_are_alive() {
+    let mut config = Config::new(settings());
+    config.script = crate::script::parse(
+        "{\"op\":\"CREATE_DB\",\"db\":\"mydb\"}\n@slave1 {\"op\":\"CHECKSUM\",\"db\":\"mydb\",\"min_seq\":\"$seq\"}\n",
+    )
+    .unwrap();
+    let mut app = App::new(config);
+    let (commands, mut rx) = Commands::test_pair();
+    let _ = app.update(Message::Connection(Event::Ready(commands)));
+    let _ = app.update(Message::Connection(Event::Link(Link::Connected)));
+    let _ = app.update(Message::Tick(Instant::now()));
+    no_command(&mut rx);
+    assert_eq!(app.steps_left(), 2);
+    let _ = app.update(Message::Connection(Event::Heartbeat(
+        hb("master", Role::Master, Mode::Master, 1),
+        Instant::now(),
+    )));
+    let first = next_command(&mut rx);
+    assert_eq!(first.payload, json!({"op":"CREATE_DB","db":"mydb"}));
+    respond(
+        &mut app,
+        first.id,
+        Ok(reply(json!({"ok":true,"node":"master","seq":5}))),
+    );
+    // slave1 not heard yet: the step waits.
+    no_command(&mut rx);
+    let _ = app.update(Message::Connection(Event::Heartbeat(
+        hb("slave1", Role::Slave, Mode::Replica, 5),
+        Instant::now(),
+    )));
+    let second = next_command(&mut rx);
+    assert_eq!(second.target, Target::Node("slave1".into()));
+    assert_eq!(
+        second.payload,
+        json!({"op":"CHECKSUM","db":"mydb","min_seq":5})
+    );
+    assert_eq!(app.op(), OpKind::Checksum, "the form shows the step");
+    assert_eq!(app.steps_left(), 0);
+}
+
+#[test]
+fn a_failed_script_step_stops_the_script() {
+    let mut config = Config::new(settings());
+    config.script = crate::script::parse(
+        "{\"op\":\"CREATE_DB\",\"db\":\"mydb\"}\n{\"op\":\"DROP_DB\",\"db\":\"mydb\"}\n",
+    )
+    .unwrap();
+    let mut app = App::new(config);
+    let (commands, mut rx) = Commands::test_pair();
+    let _ = app.update(Message::Connection(Event::Ready(commands)));
+    let _ = app.update(Message::Connection(Event::Link(Link::Connected)));
+    let _ = app.update(Message::Connection(Event::Heartbeat(
+        hb("master", Role::Master, Mode::Master, 1),
+        Instant::now(),
+    )));
+    let first = next_command(&mut rx);
+    respond(
+        &mut app,
+        first.id,
+        Ok(reply(
+            json!({"ok":false,"node":"master","error":{"code":"db_exists","message":"database mydb exists"}}),
+        )),
+    );
+    no_command(&mut rx);
+    assert_eq!(app.steps_left(), 0);
+    assert!(app.notice.as_deref().unwrap().contains("script stopped"));
+}
+
+#[test]
+fn title_names_the_servers() {
+    assert_eq!(app().title(), "ddb — nats://127.0.0.1:4222 (ddb)");
+}
+
+// ---------------------------------------------------------------- simulator
+
+/// The window size the app opens with.
+fn ui(app: &App) -> Simulator<'_, Message> {
+    Simulator::with_size(iced::Settings::default(), (1400.0, 900.0), view::view(app))
+}
+
+/// Feeds every message the simulated interaction produced back into `update`.
+fn apply(app: &mut App, messages: Vec<Message>) {
+    for m in messages {
+        let _ = app.update(m);
+    }
+}
+
+fn click(app: &mut App, label: &str) {
+    let mut ui = ui(app);
+    ui.click(label)
+        .unwrap_or_else(|e| panic!("cannot click {label:?}: {e}"));
+    let messages: Vec<Message> = ui.into_messages().collect();
+    apply(app, messages);
+}
+
+fn type_into(app: &mut App, field: Field, value: &str) {
+    let mut ui = ui(app);
+    ui.click(selector::id(view::ids::field(field)))
+        .unwrap_or_else(|e| panic!("cannot click the {field:?} input: {e}"));
+    let _ = ui.typewrite(value);
+    let messages: Vec<Message> = ui.into_messages().collect();
+    apply(app, messages);
+}
+
+fn shows(app: &App, label: &str) -> bool {
+    ui(app).find(label).is_ok()
+}
+
+#[test]
+fn picking_an_op_shows_its_fields() {
+    let mut app = app();
+    for label in [
+        "Target",
+        "Operation",
+        "Database",
+        "Op id",
+        "CREATE_DB",
+        "SEARCH",
+        "CHECKSUM",
+    ] {
+        assert!(shows(&app, label), "{label} should be shown");
+    }
+    assert!(!shows(&app, "Data"));
+
+    click(&mut app, "INSERT");
+    assert_eq!(app.op(), OpKind::Insert);
+    assert!(shows(&app, "Data") && shows(&app, "Table"));
+    assert!(!shows(&app, "Condition") && !shows(&app, "Limit"));
+
+    click(&mut app, "SEARCH");
+    assert_eq!(app.op(), OpKind::Search);
+    for label in [
+        "Condition",
+        "Return columns",
+        "Order by",
+        "Limit",
+        "Min seq",
+    ] {
+        assert!(shows(&app, label), "SEARCH shows {label}");
+    }
+    assert!(!shows(&app, "Data") && !shows(&app, "Op id"));
+
+    click(&mut app, "UPDATE");
+    assert!(shows(&app, "Data") && shows(&app, "Condition"));
+
+    click(&mut app, "CREATE_TABLE");
+    for label in ["Columns", "Editor", "JSON", "+ column", "key", "not null"] {
+        assert!(shows(&app, label), "CREATE_TABLE shows {label}");
+    }
+    assert!(!shows(&app, "Primary key"));
+    click(&mut app, "JSON");
+    assert!(shows(&app, "Primary key"));
+    assert!(
+        shows(&app, r#"{"id":"int","name":"string"}"#),
+        "the editor's columns as JSON"
+    );
+}
+
+#[test]
+fn typing_json_and_pressing_execute_sends_the_request() {
+    let (mut app, mut rx) = connected();
+    click(&mut app, "INSERT");
+    type_into(&mut app, Field::Db, "mydb");
+    type_into(&mut app, Field::Table, "users");
+    type_into(&mut app, Field::Data, r#"{"id":1,"name":"Alice"}"#);
+    assert_eq!(app.form.value(Field::Data), r#"{"id":1,"name":"Alice"}"#);
+    assert!(
+        shows(
+            &app,
+            r#"nats req ddb.ops '{"op":"INSERT","db":"mydb","table":"users","data":{"id":1,"name":"Alice"}}'"#
+        ),
+        "the preview shows the request"
+    );
+    click(&mut app, "Execute  ⏎");
+    let cmd = next_command(&mut rx);
+    assert_eq!(
+        cmd.payload,
+        json!({"op":"INSERT","db":"mydb","table":"users","data":{"id":1,"name":"Alice"}})
+    );
+    assert!(shows(
+        &app,
+        "INSERT mydb.users → Writer (ddb.ops): waiting for the reply…"
+    ));
+    respond(
+        &mut app,
+        cmd.id,
+        Ok(reply(
+            json!({"ok":true,"node":"master","seq":3,"affected":1}),
+        )),
+    );
+    assert!(shows(&app, "answered by master"));
+    assert!(shows(&app, "seq 3"));
+}
+
+#[test]
+fn enter_in_a_field_executes() {
+    let (mut app, mut rx) = connected();
+    type_into(&mut app, Field::Db, "mydb");
+    let mut ui = ui(&app);
+    ui.click(selector::id(view::ids::field(Field::Db))).unwrap();
+    let _ = ui.tap_key(Named::Enter);
+    let messages: Vec<Message> = ui.into_messages().collect();
+    assert!(messages.iter().any(|m| matches!(m, Message::Execute)));
+    apply(&mut app, messages);
+    assert_eq!(
+        next_command(&mut rx).payload,
+        json!({"op":"CREATE_DB","db":"mydb"})
+    );
+}
+
+#[test]
+fn invalid_json_shows_the_error_beside_the_field() {
+    let (mut app, mut rx) = connected();
+    click(&mut app, "SEARCH");
+    type_into(&mut app, Field::Condition, r#"{"id":1"#);
+    let error = app
+        .form
+        .error(Field::Condition)
+        .expect("an error")
+        .to_owned();
+    assert!(error.starts_with("incomplete JSON"), "{error}");
+    assert!(shows(&app, &error), "the error is shown");
+    click(&mut app, "Execute  ⏎");
+    no_command(&mut rx);
+    type_into(&mut app, Field::Condition, "}");
+    assert_eq!(app.form.error(Field::Condition), None);
+    assert!(!shows(&app, &error));
+}
+
+#[test]
+fn search_rows_show_as_a_table_with_the_json_one_click_away() {
+    let (mut app, mut rx) = connected();
+    op(&mut app, OpKind::Search);
+    edit(&mut app, Field::Db, "mydb");
+    edit(&mut app, Field::Table, "users");
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(
+        &mut app,
+        id,
+        Ok(reply(json!({"ok":true,"node":"slave1","seq":4,"rows":[
+            {"id":1,"name":"Alice","email":null},{"id":2,"name":"Bob","email":"b@x"}
+        ]}))),
+    );
+    for label in [
+        "id",
+        "name",
+        "email",
+        "Alice",
+        "Bob",
+        "NULL",
+        "2 rows",
+        "answered by slave1",
+    ] {
+        assert!(shows(&app, label), "table shows {label}");
+    }
+    click(&mut app, "Raw JSON");
+    assert_eq!(app.result_view, ResultView::Json);
+    assert!(!shows(&app, "Alice"), "the raw JSON replaces the table");
+    let raw = match &app.outcome {
+        Outcome::Done(d) => d.raw_json(),
+        _ => unreachable!(),
+    };
+    assert!(shows(&app, &raw));
+    click(&mut app, "Rows");
+    assert!(shows(&app, "Alice"));
+}
+
+#[test]
+fn errors_show_in_red_with_their_code_and_where_to_send_writes() {
+    let (mut app, mut rx) = connected();
+    let _ = app.update(Message::Connection(Event::Heartbeat(
+        hb("master", Role::Master, Mode::Master, 1),
+        Instant::now(),
+    )));
+    app.target = Target::Node("slave1".into());
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(
+        &mut app,
+        id,
+        Ok(reply(
+            json!({"ok":false,"node":"slave1","error":{"code":"read_only","message":"node slave1 is a read-only replica"}}),
+        )),
+    );
+    assert!(shows(&app, "read_only"));
+    assert!(shows(&app, "node slave1 is a read-only replica"));
+    click(&mut app, "Send it to Writer (ddb.ops)");
+    assert_eq!(next_command(&mut rx).target, Target::Writer);
+}
+
+#[test]
+fn the_nodes_panel_shows_mode_seq_and_lag_and_the_history_reloads() {
+    let (mut app, mut rx) = connected();
+    let mut beat = hb("slave1", Role::Slave, Mode::Failover, 17);
+    beat.lag = 4;
+    let _ = app.update(Message::Connection(Event::Heartbeat(beat, Instant::now())));
+    for label in ["slave1", "failover", "17", "4", "1 of 1 alive"] {
+        assert!(shows(&app, label), "nodes panel shows {label}");
+    }
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    let id = next_command(&mut rx).id;
+    respond(
+        &mut app,
+        id,
+        Ok(reply(json!({"ok":true,"node":"slave1","seq":18}))),
+    );
+    op(&mut app, OpKind::Search);
+    edit(&mut app, Field::Db, "other");
+    click(&mut app, "CREATE_DB mydb");
+    assert_eq!(app.op(), OpKind::CreateDb);
+    assert_eq!(app.form.value(Field::Db), "mydb");
+}

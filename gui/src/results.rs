@@ -1,0 +1,422 @@
+//! The outcome of the last request: waiting, a reply, or the reason there is none; and how
+//! a reply is shown (SEARCH rows as a table, or the raw JSON).
+
+use crate::form::OpKind;
+use crate::nodes::Nodes;
+use ddb::client::Target;
+use ddb::reply::Reply;
+use ddb::{DdbError, ErrorCode};
+use serde_json::{Map, Value as Json};
+use std::time::{Duration, Instant};
+
+/// A request sent and not answered yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub id: u64,
+    pub op: OpKind,
+    pub title: String,
+    pub target: Target,
+    pub target_label: String,
+    pub request: Json,
+    pub started: Instant,
+}
+
+/// A request and what came back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    pub id: u64,
+    pub op: OpKind,
+    pub title: String,
+    pub target: Target,
+    pub target_label: String,
+    pub request: Json,
+    /// The node's reply (which may be an error reply), or why there was none.
+    pub result: Result<Reply, DdbError>,
+    pub elapsed: Duration,
+}
+
+impl Done {
+    pub fn from_pending(p: Pending, result: Result<Reply, DdbError>, elapsed: Duration) -> Self {
+        Done {
+            id: p.id,
+            op: p.op,
+            title: p.title,
+            target: p.target,
+            target_label: p.target_label,
+            request: p.request,
+            result,
+            elapsed,
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        matches!(&self.result, Ok(r) if r.ok)
+    }
+
+    /// The error, from the node's reply or from the transport.
+    pub fn error(&self) -> Option<DdbError> {
+        match &self.result {
+            Ok(r) if r.ok => None,
+            Ok(r) => Some(r.as_error().unwrap_or_else(|| {
+                DdbError::internal("the node replied ok:false without an error")
+            })),
+            Err(e) => Some(e.clone()),
+        }
+    }
+
+    pub fn reply(&self) -> Option<&Reply> {
+        self.result.as_ref().ok()
+    }
+
+    /// The node that answered, when one did.
+    pub fn node(&self) -> Option<&str> {
+        self.reply()
+            .map(|r| r.node.as_str())
+            .filter(|n| !n.is_empty())
+    }
+
+    /// A one-line summary: "1 row · seq 4 · master", "table_not_found · slave1".
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        match self.error() {
+            Some(e) => parts.push(e.code.to_string()),
+            None => {
+                let r = self.reply().cloned().unwrap_or_default();
+                if let Some(rows) = &r.rows {
+                    parts.push(plural(rows.len() as u64, "row"));
+                } else if let Some(tables) = &r.tables {
+                    parts.push(plural(tables.len() as u64, "table"));
+                } else if let Some(n) = r.affected.filter(|_| self.counts_rows()) {
+                    parts.push(format!("{} affected", plural(n, "row")));
+                } else {
+                    parts.push("ok".to_owned());
+                }
+                if r.duplicate {
+                    parts.push("duplicate".to_owned());
+                }
+                if let Some(seq) = r.seq {
+                    parts.push(format!("seq {seq}"));
+                }
+            }
+        }
+        if let Some(node) = self.node() {
+            parts.push(node.to_owned());
+        }
+        parts.join(" · ")
+    }
+
+    /// Whether `affected` means something for this op (row writes, not DDL).
+    pub fn counts_rows(&self) -> bool {
+        matches!(self.op, OpKind::Insert | OpKind::Update | OpKind::Delete)
+    }
+
+    /// The reply (or the transport error) as pretty JSON, for the raw view and the clipboard.
+    pub fn raw_json(&self) -> String {
+        let value = match &self.result {
+            Ok(r) => serde_json::to_value(r).unwrap_or(Json::Null),
+            Err(e) => {
+                serde_json::json!({"ok": false, "error": {"code": e.code, "message": e.message}, "transport": true})
+            }
+        };
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    }
+
+    /// Advice for errors a person can act on: where to send a refused write, and so on.
+    pub fn hint(&self, nodes: &Nodes, prefix: &str) -> Option<String> {
+        let e = self.error()?;
+        match e.code {
+            ErrorCode::ReadOnly => {
+                let writers: Vec<String> = nodes
+                    .writers()
+                    .iter()
+                    .map(|n| format!("{} ({prefix}.node.{})", n.name, n.name))
+                    .collect();
+                let node = self.node().unwrap_or("this node");
+                Some(if writers.is_empty() {
+                    format!(
+                        "{node} is a read-only replica. Send writes to Writer ({prefix}.ops): whichever node takes writes answers there."
+                    )
+                } else {
+                    format!(
+                        "{node} is a read-only replica. Send writes to Writer ({prefix}.ops), or directly to {}.",
+                        writers.join(" or ")
+                    )
+                })
+            }
+            ErrorCode::Timeout if self.reply().is_none() => Some(match &self.target {
+                Target::Writer => format!(
+                    "No writer answered on {prefix}.ops. Is the master up? Slaves take over after their failover delay."
+                ),
+                Target::Node(n) => format!("Node {n} did not answer. Is it running? Check the Nodes panel."),
+            }),
+            ErrorCode::Unavailable if self.reply().is_none() => {
+                Some("The request could not be sent: check the NATS connection in the header.".into())
+            }
+            ErrorCode::DbNotFound => Some("Create it first with CREATE_DB.".into()),
+            ErrorCode::TableNotFound => Some("Create it first with CREATE_TABLE.".into()),
+            ErrorCode::Timeout if self.request.get("min_seq").is_some() => Some(
+                "The node has not applied the log up to min_seq yet; is it lagging or broken?".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Whether a "send it to the writer" button makes sense.
+    pub fn can_resend_to_writer(&self) -> bool {
+        self.error().is_some_and(|e| e.code == ErrorCode::ReadOnly) && self.target != Target::Writer
+    }
+}
+
+/// The results area.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Outcome {
+    #[default]
+    Idle,
+    Pending(Pending),
+    Done(Done),
+}
+
+impl Outcome {
+    pub fn pending_id(&self) -> Option<u64> {
+        match self {
+            Outcome::Pending(p) => Some(p.id),
+            _ => None,
+        }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        matches!(self, Outcome::Pending(_))
+    }
+}
+
+/// How a reply with rows is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultView {
+    #[default]
+    Table,
+    Json,
+}
+
+/// A table to draw: header and cell texts, in the reply's column order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Grid {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub text: String,
+    pub null: bool,
+    pub numeric: bool,
+}
+
+/// The rows of a SEARCH reply as a grid: columns in the order the reply gives them (the
+/// table's order), extra keys of later rows appended.
+pub fn rows_grid(rows: &[Map<String, Json>]) -> Grid {
+    let mut columns: Vec<String> = Vec::new();
+    for row in rows {
+        for key in row.keys() {
+            if !columns.iter().any(|c| c == key) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    let rows = rows
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|c| cell(row.get(c).unwrap_or(&Json::Null)))
+                .collect()
+        })
+        .collect();
+    Grid { columns, rows }
+}
+
+/// CHECKSUM's tables as a grid.
+pub fn checksum_grid(reply: &Reply) -> Option<Grid> {
+    let tables = reply.tables.as_ref()?;
+    Some(Grid {
+        columns: vec!["table".into(), "rows".into(), "checksum".into()],
+        rows: tables
+            .iter()
+            .map(|t| {
+                vec![
+                    cell(&Json::String(t.table.clone())),
+                    cell(&Json::from(t.rows)),
+                    cell(&Json::String(t.checksum.clone())),
+                ]
+            })
+            .collect(),
+    })
+}
+
+pub fn cell(v: &Json) -> Cell {
+    match v {
+        Json::Null => Cell {
+            text: "NULL".into(),
+            null: true,
+            numeric: false,
+        },
+        Json::String(s) => Cell {
+            text: s.clone(),
+            null: false,
+            numeric: false,
+        },
+        Json::Number(n) => Cell {
+            text: n.to_string(),
+            null: false,
+            numeric: true,
+        },
+        other => Cell {
+            text: other.to_string(),
+            null: false,
+            numeric: false,
+        },
+    }
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::tests::hb;
+    use ddb::heartbeat::{Mode, Role};
+    use ddb::reply::TableChecksum;
+    use serde_json::json;
+
+    fn done(target: Target, result: Result<Reply, DdbError>) -> Done {
+        Done {
+            id: 1,
+            op: OpKind::Search,
+            title: "SEARCH mydb.users".into(),
+            target,
+            target_label: "x".into(),
+            request: json!({"op":"SEARCH","db":"mydb","table":"users"}),
+            result,
+            elapsed: Duration::from_millis(3),
+        }
+    }
+
+    fn reply(v: Json) -> Reply {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn grids_keep_the_reply_column_order() {
+        let r = reply(json!({"ok":true,"node":"m","seq":4,"rows":[
+            {"id":1,"name":"Alice","score":null},
+            {"id":2,"name":"Bob","score":1.5,"extra":true}
+        ]}));
+        let g = rows_grid(r.rows.as_ref().unwrap());
+        assert_eq!(g.columns, ["id", "name", "score", "extra"]);
+        assert_eq!(g.rows[0][1].text, "Alice");
+        assert!(g.rows[0][2].null && g.rows[0][2].text == "NULL");
+        assert!(g.rows[0][3].null);
+        assert!(g.rows[1][2].numeric && g.rows[1][2].text == "1.5");
+        assert_eq!(g.rows[1][3].text, "true");
+        assert_eq!(rows_grid(&[]), Grid::default());
+    }
+
+    #[test]
+    fn checksum_replies_become_a_grid() {
+        let mut r = Reply::ok("slave1");
+        r.tables = Some(vec![TableChecksum {
+            table: "users".into(),
+            rows: 3,
+            checksum: "ab12".into(),
+        }]);
+        let g = checksum_grid(&r).unwrap();
+        assert_eq!(g.columns, ["table", "rows", "checksum"]);
+        assert_eq!(g.rows[0][1].text, "3");
+        assert!(checksum_grid(&Reply::ok("x")).is_none());
+    }
+
+    #[test]
+    fn summaries() {
+        let ok = done(
+            Target::Writer,
+            Ok(reply(
+                json!({"ok":true,"node":"master","seq":4,"rows":[{"id":1}]}),
+            )),
+        );
+        assert_eq!(ok.summary(), "1 row · seq 4 · master");
+        assert!(ok.is_ok() && ok.error().is_none());
+        let mut w = done(
+            Target::Writer,
+            Ok(reply(
+                json!({"ok":true,"node":"master","seq":5,"affected":2,"duplicate":true}),
+            )),
+        );
+        w.op = OpKind::Update;
+        assert_eq!(w.summary(), "2 rows affected · duplicate · seq 5 · master");
+        let mut ddl = done(
+            Target::Writer,
+            Ok(reply(
+                json!({"ok":true,"node":"master","seq":1,"affected":0}),
+            )),
+        );
+        ddl.op = OpKind::CreateDb;
+        assert_eq!(ddl.summary(), "ok · seq 1 · master");
+        let bare = done(
+            Target::Writer,
+            Ok(reply(json!({"ok":true,"node":"master","seq":6}))),
+        );
+        assert_eq!(bare.summary(), "ok · seq 6 · master");
+        let err = done(
+            Target::Node("slave1".into()),
+            Ok(reply(
+                json!({"ok":false,"node":"slave1","error":{"code":"table_not_found","message":"table users does not exist in database mydb"}}),
+            )),
+        );
+        assert_eq!(err.summary(), "table_not_found · slave1");
+        assert_eq!(
+            err.hint(&Nodes::default(), "ddb").unwrap(),
+            "Create it first with CREATE_TABLE."
+        );
+        let t = done(
+            Target::Node("slave1".into()),
+            Err(DdbError::new(ErrorCode::Timeout, "no reply")),
+        );
+        assert_eq!(t.summary(), "timeout");
+        assert!(t
+            .hint(&Nodes::default(), "ddb")
+            .unwrap()
+            .contains("slave1 did not answer"));
+        assert!(t.raw_json().contains("\"transport\": true"));
+        assert!(err.raw_json().contains("table_not_found"));
+        let broken = done(Target::Writer, Ok(reply(json!({"ok":false,"node":"m"}))));
+        assert_eq!(broken.error().unwrap().code, ErrorCode::Internal);
+    }
+
+    #[test]
+    fn read_only_refusals_say_where_to_send_the_write() {
+        let refused = done(
+            Target::Node("slave1".into()),
+            Ok(reply(
+                json!({"ok":false,"node":"slave1","error":{"code":"read_only","message":"node slave1 is a read-only replica"}}),
+            )),
+        );
+        let hint = refused.hint(&Nodes::default(), "ddb").unwrap();
+        assert!(hint.contains("Writer (ddb.ops)"), "{hint}");
+        let mut nodes = Nodes::default();
+        nodes.heartbeat(hb("master", Role::Master, Mode::Master, 1), Instant::now());
+        nodes.heartbeat(hb("slave1", Role::Slave, Mode::Replica, 1), Instant::now());
+        let hint = refused.hint(&nodes, "ddb").unwrap();
+        assert!(hint.contains("slave1 is a read-only replica"), "{hint}");
+        assert!(hint.contains("master (ddb.node.master)"), "{hint}");
+        assert!(!hint.contains("slave1 (ddb.node.slave1)"), "{hint}");
+        assert!(refused.can_resend_to_writer());
+        let mut to_writer = refused.clone();
+        to_writer.target = Target::Writer;
+        assert!(!to_writer.can_resend_to_writer());
+    }
+}

@@ -1,0 +1,231 @@
+//! The request panel: target, operation, the op's fields, the request preview, Execute.
+
+use super::{ids, style};
+use crate::app::{App, Message};
+use crate::form::{ColType, ColumnsMode, Field, Form, Message as FormMessage, OpKind};
+use iced::widget::{
+    button, checkbox, column, container, pick_list, row, space, text, text_input, tooltip,
+};
+use iced::{Center, Element, Fill, Font};
+
+const LABEL_WIDTH: u32 = 140;
+const SPINNER: [&str; 8] = ["◐", "◓", "◑", "◒", "◐", "◓", "◑", "◒"];
+
+pub fn view(app: &App) -> Element<'_, Message> {
+    let form = &app.form;
+    let (options, selected) = app.target_options();
+    let target = labelled(
+        "Target",
+        format!(
+            "Where the request goes.\nWriter ({p}.ops): whichever node takes writes (the master, or a slave in failover).\nA node: {p}.node.<name>; SEARCH reads that node's own copy, and a replica refuses writes.",
+            p = app.prefix()
+        ),
+        pick_list(options, Some(selected), Message::TargetSelected)
+            .text_size(14)
+            .width(Fill)
+            .into(),
+        None,
+    );
+
+    let ops = OpKind::ALL.iter().fold(row![].spacing(6), |r, &op| {
+        let b = button(text(op.name()).size(13))
+            .padding([5, 10])
+            .on_press(Message::Form(FormMessage::OpSelected(op)))
+            .style(if op == form.op {
+                button::primary
+            } else {
+                button::secondary
+            });
+        r.push(b)
+    });
+    let operation = labelled(
+        "Operation",
+        "The op to run; the fields below change with it.\nDatabase and table are kept when you switch.".to_owned(),
+        column![ops.wrap().vertical_spacing(6), text(form.op.summary()).size(13).style(text::secondary)]
+            .spacing(6)
+            .into(),
+        None,
+    );
+
+    let mut fields = column![target, operation].spacing(10);
+    for field in form.visible_fields() {
+        fields = fields.push(field_row(app, field));
+    }
+
+    let preview: Element<'_, Message> = match form.preview() {
+        Some(request) => {
+            let subject = match &app.target {
+                ddb::client::Target::Writer => format!("{}.ops", app.prefix()),
+                ddb::client::Target::Node(n) => format!("{}.node.{n}", app.prefix()),
+            };
+            style::with_help(
+                text(format!("nats req {subject} '{request}'"))
+                    .size(12)
+                    .font(Font::MONOSPACE)
+                    .style(text::secondary),
+                "The request this sends, as you would send it with the nats CLI.",
+                tooltip::Position::Top,
+            )
+        }
+        None => text("").size(12).into(),
+    };
+
+    let execute = button(text("Execute  ⏎").size(15).font(style::BOLD))
+        .padding([8, 22])
+        .on_press_maybe(app.can_execute().then_some(Message::Execute))
+        .style(button::primary);
+    let mut actions = row![execute].spacing(12).align_y(Center);
+    if let crate::results::Outcome::Pending(p) = &app.outcome {
+        actions = actions.push(
+            row![
+                text(SPINNER[app.spinner % SPINNER.len()]).size(20),
+                text(format!("waiting for {} …", p.target_label)).size(14),
+            ]
+            .spacing(8)
+            .align_y(Center),
+        );
+    }
+    if let Some(notice) = &app.notice {
+        actions = actions.push(text(notice.clone()).size(14).style(style::error_text));
+    }
+
+    style::card(column![style::title("Request"), fields, preview, actions].spacing(12))
+        .width(Fill)
+        .into()
+}
+
+/// A label with its help on hover, then the input, then the error under it.
+fn labelled<'a>(
+    label: &'static str,
+    help: String,
+    input: Element<'a, Message>,
+    error: Option<&'a str>,
+) -> Element<'a, Message> {
+    let label = style::with_help(
+        container(text(label).size(14).font(style::BOLD))
+            .width(LABEL_WIDTH)
+            .padding([6, 0]),
+        help,
+        tooltip::Position::Right,
+    );
+    let right = column![input]
+        .push(error.map(|e| text(e.to_owned()).size(13).style(style::error_text)))
+        .spacing(4)
+        .width(Fill);
+    row![label, right].spacing(8).into()
+}
+
+fn field_row<'a>(app: &'a App, field: Field) -> Element<'a, Message> {
+    let form = &app.form;
+    if field == Field::Columns {
+        return columns_row(form);
+    }
+    let mut input = text_input(field.placeholder_for(form.op), form.value(field))
+        .id(ids::field(field))
+        .on_input(move |v| Message::Form(FormMessage::Edited(field, v)))
+        .on_submit(Message::Execute)
+        .size(14)
+        .padding(7)
+        .width(Fill);
+    if field.is_json() {
+        input = input.font(Font::MONOSPACE);
+    }
+    let mut widget = row![input].spacing(8).align_y(Center);
+    if field == Field::MinSeq {
+        if let Some(seq) = app.last_write_seq {
+            widget = widget.push(style::with_help(
+                button(text(format!("last write ({seq})")).size(13))
+                    .padding([6, 10])
+                    .on_press(Message::UseLastSeq)
+                    .style(button::secondary),
+                "Read your writes: wait until this node has applied your last write.",
+                tooltip::Position::Top,
+            ));
+        }
+    }
+    labelled(
+        field.label(),
+        field.help().to_owned(),
+        widget.into(),
+        form.error(field),
+    )
+}
+
+/// CREATE_TABLE's columns: an editor (name, type, key, not null) or JSON.
+fn columns_row(form: &Form) -> Element<'_, Message> {
+    let mode_button = |label: &'static str, mode: ColumnsMode| {
+        button(text(label).size(12))
+            .padding([3, 10])
+            .on_press(Message::Form(FormMessage::ColumnsMode(mode)))
+            .style(if form.columns_mode == mode {
+                button::primary
+            } else {
+                button::secondary
+            })
+    };
+    let modes = row![
+        mode_button("Editor", ColumnsMode::Editor),
+        mode_button("JSON", ColumnsMode::Json)
+    ]
+    .spacing(4);
+    let body: Element<'_, Message> = match form.columns_mode {
+        ColumnsMode::Json => text_input(Field::Columns.placeholder(), form.value(Field::Columns))
+            .id(ids::field(Field::Columns))
+            .on_input(|v| Message::Form(FormMessage::Edited(Field::Columns, v)))
+            .on_submit(Message::Execute)
+            .font(Font::MONOSPACE)
+            .size(14)
+            .padding(7)
+            .width(Fill)
+            .into(),
+        ColumnsMode::Editor => {
+            let mut rows = column![].spacing(6);
+            for (i, c) in form.columns.iter().enumerate() {
+                rows = rows.push(
+                    row![
+                        text_input("column name", &c.name)
+                            .on_input(move |v| Message::Form(FormMessage::ColumnName(i, v)))
+                            .on_submit(Message::Execute)
+                            .size(14)
+                            .padding(6)
+                            .width(Fill),
+                        pick_list(&ColType::ALL[..], Some(c.ty), move |t| {
+                            Message::Form(FormMessage::ColumnType(i, t))
+                        })
+                        .text_size(14)
+                        .width(100),
+                        checkbox(c.primary_key)
+                            .label("key")
+                            .text_size(13)
+                            .on_toggle(move |on| Message::Form(FormMessage::ColumnKey(i, on))),
+                        checkbox(c.not_null)
+                            .label("not null")
+                            .text_size(13)
+                            .on_toggle(move |on| Message::Form(FormMessage::ColumnNotNull(i, on))),
+                        button(text("✕").size(13))
+                            .padding([4, 8])
+                            .on_press(Message::Form(FormMessage::RemoveColumn(i)))
+                            .style(button::text),
+                    ]
+                    .spacing(10)
+                    .align_y(Center),
+                );
+            }
+            rows.push(
+                button(text("+ column").size(13))
+                    .padding([4, 10])
+                    .on_press(Message::Form(FormMessage::AddColumn))
+                    .style(button::secondary),
+            )
+            .into()
+        }
+    };
+    labelled(
+        "Columns",
+        Field::Columns.help().to_owned(),
+        column![row![modes, space::horizontal()], body]
+            .spacing(6)
+            .into(),
+        form.error(Field::Columns),
+    )
+}
