@@ -1,0 +1,181 @@
+//! `ddb`, the command-line client: `ddb up` runs a whole local cluster (nats-server, the master,
+//! the slaves and the GUI) with one command; `req`, `pub`, `status`, `load` and `verify` talk to
+//! a running cluster over NATS with the same JSON as `nats req` / `nats pub`.
+//!
+//! Every subcommand is a library function that takes its output writer (and, for `up`, its
+//! shutdown future) as parameters, so that tests drive them exactly as the binary does.
+//!
+//! Exit codes: 0 success; 1 the cluster answered but something failed (a reply with
+//! `ok:false`, a failed line in `load`, a mismatch in `verify`, a node down in `status`);
+//! 2 the command could not do its job (bad input, NATS unreachable, no node answering).
+
+pub mod load;
+pub mod req;
+pub mod status;
+pub mod table;
+pub mod up;
+pub mod verify;
+
+use anyhow::{bail, Context};
+use ddb::client::{DdbClient, Target};
+use ddb::connect::NatsOptions;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The default NATS URL of every ddb component.
+pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
+
+/// How to reach a running cluster: the flags of `req`, `pub`, `status`, `load` and `verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// NATS server URL(s), comma-separated for a cluster.
+    #[arg(long, env = "DDB_NATS", default_value = DEFAULT_NATS)]
+    pub nats: String,
+    /// Subject prefix of the deployment.
+    #[arg(long, env = "DDB_PREFIX", default_value = "ddb")]
+    pub prefix: String,
+    /// How long to wait for the NATS connection and for each reply, in milliseconds.
+    #[arg(long, env = "DDB_TIMEOUT_MS", default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    #[arg(long, env = "DDB_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "DDB_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file (JWT + NKey).
+    #[arg(long, env = "DDB_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificate that signed the NATS server's TLS certificate; turns TLS on.
+    #[arg(long, env = "DDB_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// Plain defaults pointing at `url`, for tests and embedding.
+    pub fn new(url: &str) -> Self {
+        ConnectArgs {
+            nats: url.to_owned(),
+            prefix: "ddb".to_owned(),
+            timeout_ms: 10_000,
+            nats_user: None,
+            nats_password: None,
+            nats_creds: None,
+            nats_tls_ca: None,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+
+    pub fn options(&self) -> NatsOptions {
+        NatsOptions {
+            urls: NatsOptions::parse_urls(&self.nats),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            creds_file: self.nats_creds.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            name: Some("ddb-cli".to_owned()),
+        }
+    }
+
+    /// Connects and waits until the connection is really up, so that an unreachable server is
+    /// a clear error rather than a request timing out.
+    pub async fn connect(&self) -> anyhow::Result<DdbClient> {
+        let client = self
+            .options()
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        // A server that is there answers at once; do not make a person wait the whole
+        // request timeout to learn that nothing listens.
+        let limit = self.timeout().min(Duration::from_secs(5));
+        let deadline = Instant::now() + limit;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if Instant::now() >= deadline {
+                bail!(
+                    "cannot reach NATS at {} within {limit:?}: is the cluster running? (start one with `ddb up`)",
+                    self.nats
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(DdbClient::from_client(client, &self.prefix).with_timeout(self.timeout()))
+    }
+}
+
+/// `--node NAME` or the writer.
+pub fn target(node: Option<&str>) -> Target {
+    match node {
+        Some(n) => Target::Node(n.to_owned()),
+        None => Target::Writer,
+    }
+}
+
+/// The subject a target resolves to, for messages.
+pub fn subject_of(client: &DdbClient, target: &Target) -> String {
+    match target {
+        Target::Writer => client.subjects().ops(),
+        Target::Node(n) => client.subjects().node(n),
+    }
+}
+
+/// Sends raw bytes to `target` and returns the reply as JSON (every field kept, in order),
+/// with transport failures worded for a person.
+pub async fn request_json(
+    client: &DdbClient,
+    target: &Target,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let subject = subject_of(client, target);
+    let reply = tokio::time::timeout(
+        timeout,
+        client.nats().request(subject.clone(), payload.into()),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no reply on {subject} within {timeout:?}"))?;
+    let msg = match reply {
+        Ok(m) => m,
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(match target {
+                Target::Writer => anyhow::anyhow!(
+                    "nothing answers on {subject}: no writer is up (is the cluster running? `ddb status` lists the nodes)"
+                ),
+                Target::Node(n) => anyhow::anyhow!(
+                    "no node named {n} answers on {subject} (`ddb status` lists the nodes)"
+                ),
+            });
+        }
+        Err(e) => return Err(anyhow::anyhow!("request on {subject} failed: {e}")),
+    };
+    serde_json::from_slice(&msg.payload).with_context(|| {
+        format!(
+            "the reply on {subject} is not JSON: {}",
+            String::from_utf8_lossy(&msg.payload)
+        )
+    })
+}
+
+/// Formats a duration for people: `3s`, `4m05s`, `2h03m`, `1d04h`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(human_duration(Duration::from_secs(245)), "4m05s");
+        assert_eq!(human_duration(Duration::from_secs(7380)), "2h03m");
+        assert_eq!(human_duration(Duration::from_secs(100_800)), "1d04h");
+    }
+}

@@ -1,0 +1,107 @@
+//! `ddb`: run a local ddb cluster with one command, and talk to any ddb cluster.
+
+use clap::{Parser, Subcommand};
+use ddb_cli::{load, req, status, up, verify};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ddb",
+    version,
+    about = "ddb, a replicated SQL database: run a local cluster (`ddb up`) and talk to it",
+    after_help = "Exit codes: 0 success; 1 the cluster answered with a failure (ok:false, a failed line, \
+                  a mismatch, a node down); 2 the command could not run (bad input, NATS unreachable)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start nats-server, the master, N slaves and the GUI; Ctrl-C stops them all.
+    Up(up::UpArgs),
+    /// Send one op and print the reply (like `nats req ddb.ops '<op>'`).
+    Req(req::ReqArgs),
+    /// Publish one op without waiting for a reply (like `nats pub ddb.ops '<op>'`).
+    Pub(req::PubArgs),
+    /// One line per node, from the heartbeats: role, mode, seq, lag, alive.
+    Status(status::StatusArgs),
+    /// Send the ops of a JSONL file (one op per line) with a progress bar.
+    Load(load::LoadArgs),
+    /// Compare every table's checksum across every live node.
+    Verify(verify::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ddb: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ddb: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout();
+    let mut stdin = std::io::stdin();
+    match command {
+        Command::Up(args) => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let console = up::Console::new(std::io::stdout(), color);
+            // The first SIGINT/SIGTERM stops the cluster cleanly, a second one kills it.
+            let (tx, rx) = tokio::sync::watch::channel(0u32);
+            tokio::spawn(async move {
+                loop {
+                    ddb::cli::shutdown_signal().await;
+                    tx.send_modify(|n| *n += 1);
+                }
+            });
+            let signals = |n: u32| {
+                let mut rx = rx.clone();
+                async move {
+                    let _ = rx.wait_for(|c| *c >= n).await;
+                }
+            };
+            up::up(&args, console, signals(1), signals(2)).await?;
+            Ok(true)
+        }
+        Command::Req(args) => req::req(&args, &mut stdin, &mut stdout).await,
+        Command::Pub(args) => {
+            req::publish(&args, &mut stdin, &mut std::io::stderr()).await?;
+            Ok(true)
+        }
+        Command::Status(args) => status::status(&args, &mut stdout).await,
+        Command::Load(args) => {
+            let report = load::load(
+                &args,
+                &mut stdin,
+                indicatif::ProgressDrawTarget::stderr(),
+                &mut stdout,
+            )
+            .await?;
+            Ok(report.failures.is_empty())
+        }
+        Command::Verify(args) => verify::verify(&args, &mut stdout).await,
+    }
+}
