@@ -89,8 +89,14 @@ pub(crate) fn truncate_for_message(raw: &str) -> String {
 
 /// Whether `word` is reserved by SQLite or by SQL Server (case-insensitive).
 pub fn is_reserved_word(word: &str) -> bool {
-    let upper = word.to_ascii_uppercase();
-    RESERVED_WORDS.binary_search(&upper.as_str()).is_ok()
+    // Compares without allocating: names are checked on every op.
+    RESERVED_WORDS
+        .binary_search_by(|probe| {
+            probe
+                .bytes()
+                .cmp(word.bytes().map(|b| b.to_ascii_uppercase()))
+        })
+        .is_ok()
 }
 
 /// The union of SQLite's keywords and SQL Server's reserved keywords, sorted for binary search.

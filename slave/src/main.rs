@@ -4,6 +4,11 @@ use clap::Parser;
 use ddb::cli::{init_tracing, shutdown_signal, NodeArgs};
 use ddb::node::{run, Role};
 
+// Nodes allocate many short-lived buffers per op (JSON, SQL, replies); mimalloc measurably
+// beats the system allocator there (see README "Performance").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,
