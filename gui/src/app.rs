@@ -1,12 +1,13 @@
 //! The application: state, messages, `update` and subscriptions. Layout lives in `view/`;
 //! NATS lives in `connection` and is reached only through its events and command handle.
 
-use crate::connection::{self, Command, Commands, Event, Link, Settings};
+use crate::connection::{self, Command, Commands, Event, Link, Request, Settings, VerifyJob};
 use crate::form::{self, Field, Form, OpKind};
 use crate::history::{Entry, History};
 use crate::nodes::{Nodes, TargetOption};
 use crate::results::{Done, Outcome, Pending, ResultView};
 use crate::script::{self, Step};
+use crate::verify::{Verified, VerifyPending};
 use ddb::client::Target;
 use iced::keyboard::{self, key};
 use iced::{Subscription, Task};
@@ -73,6 +74,8 @@ pub enum Message {
     ResendToWriter,
     /// Fills min_seq with the seq of the last write.
     UseLastSeq,
+    /// The Verify button: CHECKSUM every table on every live node and compare.
+    Verify,
     HistorySelected(usize),
     ClearHistory,
     FocusNext,
@@ -137,6 +140,11 @@ impl App {
         !self.outcome.is_pending()
     }
 
+    /// Whether Verify can be pressed now (it says why it cannot run when pressed).
+    pub fn can_verify(&self) -> bool {
+        !self.outcome.is_pending()
+    }
+
     pub fn steps_left(&self) -> usize {
         self.script.len()
     }
@@ -193,6 +201,10 @@ impl App {
                 }
                 Task::none()
             }
+            Message::Verify => {
+                self.verify();
+                Task::none()
+            }
             Message::HistorySelected(index) => {
                 if let Some(entry) = self.history.get(index).cloned() {
                     self.form = entry.form;
@@ -239,11 +251,11 @@ impl App {
         };
         let id = self.next_id;
         self.next_id += 1;
-        let command = Command {
+        let command = Command::Request(Request {
             id,
             target: self.target.clone(),
             payload: request.clone(),
-        };
+        });
         if let Err(e) = commands.send(command) {
             self.notice = Some(e);
             return;
@@ -265,6 +277,42 @@ impl App {
             target: self.target.clone(),
             target_label,
             request,
+            started: Instant::now(),
+        });
+        self.notice = None;
+    }
+
+    /// Hands a verification of the nodes alive now (every database they report) to the
+    /// worker; the result area shows it when it comes back.
+    fn verify(&mut self) {
+        if self.outcome.is_pending() {
+            return;
+        }
+        let Some(commands) = self.commands.as_mut() else {
+            self.notice = Some(format!(
+                "not connected to NATS yet ({}); nothing was verified",
+                self.settings.servers()
+            ));
+            return;
+        };
+        let live = self.nodes.live_heartbeats();
+        if live.is_empty() {
+            self.notice = Some(format!(
+                "no live node to verify: no heartbeat on {}.hb.* lately",
+                self.settings.prefix
+            ));
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let nodes = live.iter().map(|hb| hb.node.clone()).collect();
+        if let Err(e) = commands.send(Command::Verify(VerifyJob { id, nodes: live })) {
+            self.notice = Some(e);
+            return;
+        }
+        self.outcome = Outcome::Verifying(VerifyPending {
+            id,
+            nodes,
             started: Instant::now(),
         });
         self.notice = None;
@@ -327,6 +375,21 @@ impl App {
                 self.history.complete(done.clone());
                 self.outcome = Outcome::Done(done);
                 self.result_view = ResultView::Table;
+                self.advance_script();
+            }
+            Event::Verified {
+                id,
+                report,
+                elapsed,
+            } => {
+                if !matches!(&self.outcome, Outcome::Verifying(p) if p.id == id) {
+                    return;
+                }
+                self.outcome = Outcome::Verified(Verified {
+                    id,
+                    report,
+                    elapsed,
+                });
                 self.advance_script();
             }
         }

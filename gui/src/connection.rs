@@ -1,16 +1,17 @@
 //! The background worker that owns the NATS connection. It runs as an iced
 //! `Subscription::run_with` stream: it connects through `ddb::client::DdbClient`, reports
-//! heartbeats and link changes as [`Event`]s, and takes requests through the
-//! [`Commands`] handle it hands to the app first. The view never touches NATS.
+//! heartbeats and link changes as [`Event`]s, and takes requests (and verifications) through
+//! the [`Commands`] handle it hands to the app first. The view never touches NATS.
 
 use ddb::client::{DdbClient, Target};
 use ddb::connect::NatsOptions;
 use ddb::heartbeat::Heartbeat;
 use ddb::reply::Reply;
+use ddb::verify::Report;
 use ddb::DdbError;
 use futures::channel::mpsc;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
-use futures::SinkExt;
+use futures::{FutureExt, SinkExt};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -58,12 +59,30 @@ impl Settings {
     }
 }
 
-/// A request for the worker.
+/// Work for the worker.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Command {
+pub enum Command {
+    /// Send one op; answered by [`Event::Response`].
+    Request(Request),
+    /// Run `ddb verify` on these nodes; answered by [`Event::Verified`].
+    Verify(VerifyJob),
+}
+
+/// One op for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
     pub id: u64,
     pub target: Target,
     pub payload: Json,
+}
+
+/// A verification: CHECKSUM of every database the nodes report, on each of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyJob {
+    pub id: u64,
+    /// The latest heartbeat of each node to ask, in column order; they also give the
+    /// databases and the `min_seq` (see [`ddb::verify::plan`]).
+    pub nodes: Vec<Heartbeat>,
 }
 
 /// The app's handle on the worker.
@@ -105,6 +124,12 @@ pub enum Event {
     Response {
         id: u64,
         result: Result<Reply, DdbError>,
+        elapsed: Duration,
+    },
+    /// A verification's outcome (nodes that did not answer are error cells in it).
+    Verified {
+        id: u64,
+        report: Report,
         elapsed: Duration,
     },
     /// The connection could not even be set up (bad URL, unreadable creds); retried.
@@ -167,13 +192,22 @@ async fn run(settings: Settings, mut output: mpsc::Sender<Event>) {
         let event = tokio::select! {
             Some(hb) = heartbeats.next() => Event::Heartbeat(hb, Instant::now()),
             command = commands.next() => match command {
-                Some(Command { id, target, payload }) => {
+                Some(Command::Request(Request { id, target, payload })) => {
                     let client = client.clone();
                     in_flight.push(async move {
                         let started = Instant::now();
                         let result = client.request(&target, &payload).await;
                         Event::Response { id, result, elapsed: started.elapsed() }
-                    });
+                    }.boxed());
+                    continue;
+                }
+                Some(Command::Verify(VerifyJob { id, nodes })) => {
+                    let client = client.clone();
+                    in_flight.push(async move {
+                        let started = Instant::now();
+                        let report = ddb::verify::verify(&client, &nodes, &[]).await;
+                        Event::Verified { id, report, elapsed: started.elapsed() }
+                    }.boxed());
                     continue;
                 }
                 // The app dropped every handle: it is going away.

@@ -5,6 +5,7 @@
 //! - [`app`]: state, `Message`, `update`, subscriptions;
 //! - [`form`]: op → fields, validation and request building (plain functions);
 //! - [`nodes`]: heartbeats and liveness; [`results`]: replies; [`history`]: recent requests;
+//! - [`verify`]: the Verify button's result (the comparison itself is [`ddb::verify`]);
 //! - [`connection`]: the `Subscription::run_with` worker that owns the NATS connection;
 //! - [`script`]: `--script` replay; [`cli`]: flags; `view`: widgets only.
 
@@ -16,6 +17,7 @@ pub mod history;
 pub mod nodes;
 pub mod results;
 pub mod script;
+pub mod verify;
 pub mod view;
 
 pub use app::{App, Config, Message};

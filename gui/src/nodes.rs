@@ -166,6 +166,15 @@ impl Nodes {
         list
     }
 
+    /// The latest heartbeat of every node alive now, in display order (what Verify asks).
+    pub fn live_heartbeats(&self) -> Vec<Heartbeat> {
+        self.ordered()
+            .into_iter()
+            .filter(|n| n.is_alive(self.now))
+            .filter_map(|n| n.last.clone())
+            .collect()
+    }
+
     /// The nodes that take writes now.
     pub fn writers(&self) -> Vec<&Node> {
         self.ordered()
@@ -358,6 +367,16 @@ pub(crate) mod tests {
         );
         let writers: Vec<&str> = nodes.writers().iter().map(|n| n.name.as_str()).collect();
         assert_eq!(writers, ["master", "slave2"]);
+        let live: Vec<String> = nodes
+            .live_heartbeats()
+            .into_iter()
+            .map(|h| h.node)
+            .collect();
+        assert_eq!(
+            live,
+            ["master", "slave2", "slave10"],
+            "not backup: never heard"
+        );
         assert_eq!(nodes.get("slave2").unwrap().mode_label(), "failover");
         assert_eq!(nodes.get("backup").unwrap().mode_label(), "unknown");
         assert_eq!(nodes.len(), 4);

@@ -1,8 +1,9 @@
-//! The outcome of the last request: waiting, a reply, or the reason there is none; and how
-//! a reply is shown (SEARCH rows as a table, or the raw JSON).
+//! The outcome of the last request (or verification): waiting, a reply, or the reason there
+//! is none; and how a reply is shown (SEARCH rows as a table, or the raw JSON).
 
 use crate::form::OpKind;
 use crate::nodes::Nodes;
+use crate::verify::{Verified, VerifyPending};
 use ddb::client::Target;
 use ddb::reply::Reply;
 use ddb::{DdbError, ErrorCode};
@@ -174,6 +175,9 @@ pub enum Outcome {
     Idle,
     Pending(Pending),
     Done(Done),
+    /// The Verify button was pressed; the worker is asking the nodes.
+    Verifying(VerifyPending),
+    Verified(Verified),
 }
 
 impl Outcome {
@@ -184,8 +188,9 @@ impl Outcome {
         }
     }
 
+    /// A request or a verification is running: Execute and Verify wait for it.
     pub fn is_pending(&self) -> bool {
-        matches!(self, Outcome::Pending(_))
+        matches!(self, Outcome::Pending(_) | Outcome::Verifying(_))
     }
 }
 

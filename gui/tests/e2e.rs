@@ -1,7 +1,7 @@
 //! The GUI's request path against a real local cluster: a real nats-server, the real
 //! `ddb-master` and `ddb-slave` binaries, the GUI's own connection worker (the stream its
-//! `Subscription::run_with` runs) feeding `App::update`, and the view drawn by iced_test's
-//! simulator. Needs `cargo build --bins -p ddb-master -p ddb-slave` first.
+//! `Subscription::run_with` runs) feeding `App::update`, and the view drawn (and clicked) by
+//! iced_test's simulator. Needs `cargo build --bins -p ddb-master -p ddb-slave` first.
 
 use ddb::client::Target;
 use ddb_e2e::{within, Cluster};
@@ -93,6 +93,23 @@ impl Gui {
         );
         ui.find(label).is_ok()
     }
+
+    /// Clicks the widget showing `label` and feeds what it produced into `update`.
+    fn click(&mut self, label: &str) {
+        let messages: Vec<Message> = {
+            let mut ui = Simulator::with_size(
+                iced::Settings::default(),
+                (1400.0, 900.0),
+                ddb_gui::view::view(&self.app),
+            );
+            ui.click(label)
+                .unwrap_or_else(|e| panic!("cannot click {label:?}: {e}"));
+            ui.into_messages().collect()
+        };
+        for m in messages {
+            self.send(m);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,6 +193,58 @@ async fn the_seed_workflow_through_the_gui_shows_a_search_table() {
     }
     assert!(!gui.shows("Bob"));
     assert_eq!(gui.app.history_len(), 6);
+
+    // Verify: every node has both rows of mydb.users. Once every heartbeat says the last
+    // write is applied (a quiet cluster), the three copies agree.
+    let last = gui.app.last_write_seq.unwrap();
+    gui.pump_until("every node to report the last write", 30, |app| {
+        ["master", "slave1", "slave2"].iter().all(|n| {
+            app.nodes
+                .get(n)
+                .and_then(|n| n.last.as_ref())
+                .is_some_and(|hb| hb.applied_seq >= last)
+        })
+    })
+    .await;
+    gui.click("Verify");
+    assert!(
+        matches!(gui.app.outcome, Outcome::Verifying(_)),
+        "Verify did not start: {:?}",
+        gui.app.notice
+    );
+    gui.pump_until("the verification", 60, |app| {
+        matches!(app.outcome, Outcome::Verified(_))
+    })
+    .await;
+    let Outcome::Verified(v) = &gui.app.outcome else {
+        unreachable!()
+    };
+    assert!(v.all_match(), "{:#?}", v.report);
+    assert_eq!(v.report.nodes, ["master", "slave1", "slave2"]);
+    let summary = v.summary();
+    assert!(
+        summary.ends_with(" on 3 nodes") && !summary.contains("mismatch"),
+        "{summary}"
+    );
+    let users = v
+        .report
+        .rows
+        .iter()
+        .find(|r| r.db == "mydb" && r.table.as_deref() == Some("users"))
+        .expect("a mydb.users row");
+    let cell = users.cells[0].to_string();
+    assert!(cell.starts_with("2 rows "), "{cell}");
+    assert!(users.cells.iter().all(|c| c.to_string() == cell));
+    for label in [
+        summary.as_str(),
+        "mydb.users",
+        "slave2",
+        cell.as_str(),
+        "ok",
+    ] {
+        assert!(gui.shows(label), "the verification shows {label}");
+    }
+    assert!(!gui.shows("MISMATCH"));
 
     // A node that dies turns red within 3 s.
     cluster.kill("slave2");

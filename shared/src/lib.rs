@@ -15,6 +15,7 @@ pub mod sql;
 pub mod store;
 pub mod subjects;
 pub mod value;
+pub mod verify;
 
 pub use error::{DdbError, ErrorCode};
 pub use name::Name;

@@ -1,7 +1,7 @@
 //! `update()` for every message, and the widgets through `iced_test`'s simulator.
 
 use super::*;
-use crate::connection::{Command, Commands, Event, Link, Settings};
+use crate::connection::{Command, Commands, Event, Link, Request, Settings, VerifyJob};
 use crate::form::{ColumnsMode, Field, Message as FormMessage, OpKind};
 use crate::nodes::tests::hb;
 use crate::results::{Outcome, ResultView};
@@ -51,8 +51,46 @@ fn respond(app: &mut App, id: u64, result: Result<Reply, DdbError>) {
     }));
 }
 
-fn next_command(rx: &mut mpsc::Receiver<Command>) -> Command {
-    rx.try_recv().expect("a command was sent")
+/// The next command, which must be a request.
+fn next_command(rx: &mut mpsc::Receiver<Command>) -> Request {
+    match rx.try_recv().expect("a command was sent") {
+        Command::Request(r) => r,
+        other => panic!("a request was expected: {other:?}"),
+    }
+}
+
+/// The next command, which must be a verification.
+fn next_verify(rx: &mut mpsc::Receiver<Command>) -> VerifyJob {
+    match rx.try_recv().expect("a command was sent") {
+        Command::Verify(v) => v,
+        other => panic!("a verification was expected: {other:?}"),
+    }
+}
+
+fn verified(app: &mut App, id: u64, report: ddb::verify::Report) {
+    let _ = app.update(Message::Connection(Event::Verified {
+        id,
+        report,
+        elapsed: Duration::from_millis(9),
+    }));
+}
+
+/// An app that hears master, slave1 (alive) and slave2 (silent for 5 s).
+fn connected_with_three_nodes() -> (App, mpsc::Receiver<Command>) {
+    let (mut app, rx) = connected();
+    let now = Instant::now();
+    let beats = [
+        (
+            hb("slave2", Role::Slave, Mode::Replica, 2),
+            now - Duration::from_secs(5),
+        ),
+        (hb("slave1", Role::Slave, Mode::Replica, 6), now),
+        (hb("master", Role::Master, Mode::Master, 7), now),
+    ];
+    for (beat, at) in beats {
+        let _ = app.update(Message::Connection(Event::Heartbeat(beat, at)));
+    }
+    (app, rx)
 }
 
 fn no_command(rx: &mut mpsc::Receiver<Command>) {
@@ -478,6 +516,78 @@ fn title_names_the_servers() {
     assert_eq!(app().title(), "ddb — nats://127.0.0.1:4222 (ddb)");
 }
 
+#[test]
+fn verify_asks_the_worker_about_the_live_nodes_only() {
+    let (mut app, mut rx) = connected_with_three_nodes();
+    assert!(app.can_verify());
+    let _ = app.update(Message::Verify);
+    let job = next_verify(&mut rx);
+    let asked: Vec<&str> = job.nodes.iter().map(|h| h.node.as_str()).collect();
+    assert_eq!(asked, ["master", "slave1"], "masters first; slave2 is red");
+    assert_eq!(ddb::verify::plan(&job.nodes, &[]).min_seq, 7);
+    let Outcome::Verifying(p) = &app.outcome else {
+        panic!("{:?}", app.outcome)
+    };
+    assert_eq!((p.id, p.nodes.len()), (job.id, 2));
+    assert!(!app.can_verify() && !app.can_execute());
+    assert_eq!(app.history_len(), 0, "a verification is not a request");
+    // Pressing again, or Execute, while it runs does nothing.
+    let _ = app.update(Message::Verify);
+    let _ = app.update(Message::Execute);
+    no_command(&mut rx);
+}
+
+#[test]
+fn a_verification_result_replaces_the_pending_one_and_stale_ones_are_dropped() {
+    let (mut app, mut rx) = connected_with_three_nodes();
+    let _ = app.update(Message::Verify);
+    let id = next_verify(&mut rx).id;
+    verified(&mut app, id + 1, crate::verify::tests::report(false));
+    assert!(matches!(app.outcome, Outcome::Verifying(_)));
+    verified(&mut app, id, crate::verify::tests::report(true));
+    let Outcome::Verified(v) = &app.outcome else {
+        panic!("{:?}", app.outcome)
+    };
+    assert_eq!(v.summary(), "1 mismatch in 3 tables on 3 nodes");
+    assert!(app.can_execute() && app.can_verify());
+    // A verification result that arrives after a request was sent is ignored.
+    edit(&mut app, Field::Db, "mydb");
+    let _ = app.update(Message::Execute);
+    let request = next_command(&mut rx).id;
+    verified(&mut app, id, crate::verify::tests::report(false));
+    assert_eq!(app.outcome.pending_id(), Some(request));
+    // And a request's reply does not end a verification.
+    respond(&mut app, request, Ok(Reply::ok("master")));
+    let _ = app.update(Message::Verify);
+    let id = next_verify(&mut rx).id;
+    respond(&mut app, id, Ok(Reply::ok("master")));
+    assert!(matches!(app.outcome, Outcome::Verifying(_)));
+}
+
+#[test]
+fn verify_says_why_it_cannot_run() {
+    let mut app = app();
+    let _ = app.update(Message::Verify);
+    assert!(app.notice.as_deref().unwrap().contains("not connected"));
+    let (mut app, mut rx) = connected();
+    let _ = app.update(Message::Verify);
+    assert_eq!(
+        app.notice.as_deref(),
+        Some("no live node to verify: no heartbeat on ddb.hb.* lately")
+    );
+    assert_eq!(app.outcome, Outcome::Idle);
+    no_command(&mut rx);
+    let (mut app, rx) = connected_with_three_nodes();
+    drop(rx);
+    let _ = app.update(Message::Verify);
+    assert!(app
+        .notice
+        .as_deref()
+        .unwrap()
+        .contains("not taking requests"));
+    assert_eq!(app.outcome, Outcome::Idle);
+}
+
 // ---------------------------------------------------------------- simulator
 
 /// The window size the app opens with.
@@ -719,4 +829,48 @@ fn the_nodes_panel_shows_mode_seq_and_lag_and_the_history_reloads() {
     click(&mut app, "CREATE_DB mydb");
     assert_eq!(app.op(), OpKind::CreateDb);
     assert_eq!(app.form.value(Field::Db), "mydb");
+}
+
+#[test]
+fn the_verify_button_shows_every_table_side_by_side_with_mismatches_flagged() {
+    let (mut app, mut rx) = connected_with_three_nodes();
+    click(&mut app, "Verify");
+    let job = next_verify(&mut rx);
+    assert!(shows(
+        &app,
+        "Verifying every table on 2 nodes: asking each for CHECKSUM…"
+    ));
+    assert!(shows(&app, "verifying 2 nodes …"), "the spinner line");
+    verified(&mut app, job.id, crate::verify::tests::report(false));
+    for label in [
+        "Verification",
+        "all 3 tables agree on 3 nodes",
+        "log seq 7",
+        "table",
+        "master",
+        "slave2",
+        "status",
+        "empty",
+        "shop.orders",
+        "shop.users",
+        "1 rows 0123456789ab",
+        "2 rows fedcba987654",
+        "no tables",
+        "ok",
+    ] {
+        assert!(shows(&app, label), "the verification shows {label}");
+    }
+    assert!(!shows(&app, "MISMATCH"));
+
+    click(&mut app, "Verify");
+    let job = next_verify(&mut rx);
+    verified(&mut app, job.id, crate::verify::tests::report(true));
+    for label in [
+        "1 mismatch in 3 tables on 3 nodes",
+        "MISMATCH",
+        "2 rows bad0bad0bad0",
+    ] {
+        assert!(shows(&app, label), "the verification shows {label}");
+    }
+    no_command(&mut rx);
 }

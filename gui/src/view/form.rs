@@ -3,6 +3,7 @@
 use super::{ids, style};
 use crate::app::{App, Message};
 use crate::form::{ColType, ColumnsMode, Field, Form, Message as FormMessage, OpKind};
+use crate::results::Outcome;
 use iced::widget::{
     button, checkbox, column, container, pick_list, row, space, text, text_input, tooltip,
 };
@@ -75,11 +76,16 @@ pub fn view(app: &App) -> Element<'_, Message> {
         .on_press_maybe(app.can_execute().then_some(Message::Execute))
         .style(button::primary);
     let mut actions = row![execute].spacing(12).align_y(Center);
-    if let crate::results::Outcome::Pending(p) = &app.outcome {
+    let waiting = match &app.outcome {
+        Outcome::Pending(p) => Some(format!("waiting for {} …", p.target_label)),
+        Outcome::Verifying(v) => Some(format!("verifying {} nodes …", v.nodes.len())),
+        _ => None,
+    };
+    if let Some(waiting) = waiting {
         actions = actions.push(
             row![
                 text(SPINNER[app.spinner % SPINNER.len()]).size(20),
-                text(format!("waiting for {} …", p.target_label)).size(14),
+                text(waiting).size(14),
             ]
             .spacing(8)
             .align_y(Center),

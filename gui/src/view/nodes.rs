@@ -1,9 +1,10 @@
-//! The nodes panel: one line per node with its light, mode, applied seq and lag.
+//! The nodes panel: one line per node with its light, mode, applied seq and lag; the Verify
+//! button in its title row.
 
 use super::style;
 use crate::app::{App, Message};
 use crate::nodes::{Node, MISSED_BEATS};
-use iced::widget::{column, row, table, text, tooltip};
+use iced::widget::{button, column, row, space, table, text, tooltip};
 use iced::{Center, Element, Fill, Font};
 
 pub fn view(app: &App) -> Element<'_, Message> {
@@ -109,9 +110,22 @@ pub fn view(app: &App) -> Element<'_, Message> {
         "Every node publishes a heartbeat on {}.hb.<name> each interval.\nGreen: one arrived within {MISSED_BEATS} intervals; red: none did.\nApplied: the log seq the node has applied; lag: entries behind the log.",
         app.prefix()
     );
+    let verify = style::with_help(
+        button(text("Verify").size(13))
+            .padding([4, 12])
+            .on_press_maybe(app.can_verify().then_some(Message::Verify))
+            .style(button::secondary),
+        "CHECKSUM of every table on every live node, side by side in the result area (like `ddb verify`).\nEvery database the nodes report; mismatches in red. Meaningful on a quiet cluster.",
+        tooltip::Position::Bottom,
+    );
     style::card(
         column![
-            style::with_help(title, help, tooltip::Position::Bottom),
+            row![
+                style::with_help(title, help, tooltip::Position::Bottom),
+                space::horizontal(),
+                verify
+            ]
+            .align_y(Center),
             body
         ]
         .spacing(10),

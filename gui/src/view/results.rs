@@ -1,9 +1,11 @@
 //! The result panel: status line (outcome, node, seq, time), then SEARCH rows as a table or
-//! the raw JSON, or the error in red with its code and what to do about it.
+//! the raw JSON, or the error in red with its code and what to do about it; or the Verify
+//! button's table (one row per table, one column per node, mismatches in red).
 
 use super::style;
 use crate::app::{App, Message};
 use crate::results::{checksum_grid, rows_grid, Cell, Done, Grid, Outcome, ResultView};
+use crate::verify::{Verified, VerifyRow};
 use iced::widget::{button, column, container, row, scrollable, space, table, text};
 use iced::{Center, Element, Fill, Font};
 
@@ -22,6 +24,8 @@ pub fn view(app: &App) -> Element<'_, Message> {
         .size(14)
         .into(),
         Outcome::Done(done) => done_view(app, done),
+        Outcome::Verifying(v) => text(v.waiting()).size(14).into(),
+        Outcome::Verified(v) => verified_view(v),
     };
     style::card(column![style::title("Result"), body].spacing(10))
         .width(Fill)
@@ -212,4 +216,60 @@ fn copy_button<'a>() -> Element<'a, Message> {
         .on_press(Message::CopyResult)
         .style(button::text)
         .into()
+}
+
+fn verified_view(v: &Verified) -> Element<'_, Message> {
+    let ok = v.all_match();
+    let summary = text(v.summary()).size(14);
+    let facts = row![
+        style::dot(ok),
+        text("Verification").size(15).font(style::BOLD),
+        if ok {
+            summary
+        } else {
+            summary.color(style::RED).font(style::BOLD)
+        },
+        text(format!("log seq {}", v.report.min_seq))
+            .size(14)
+            .font(Font::MONOSPACE),
+        text(format!("{} ms", v.elapsed.as_millis()))
+            .size(13)
+            .style(text::secondary),
+    ]
+    .spacing(10)
+    .align_y(Center);
+    let grid = v.grid();
+    if grid.rows.is_empty() {
+        return column![facts].spacing(10).into();
+    }
+    let columns = grid.columns.iter().enumerate().map(|(i, name)| {
+        table::column(
+            text(name.clone()).size(14).font(style::BOLD),
+            move |row: VerifyRow| -> Element<'_, Message> {
+                let t = text(row.cells[i].clone()).size(14);
+                let t = if i == 0 { t } else { t.font(Font::MONOSPACE) };
+                if row.mismatch {
+                    t.color(style::RED).into()
+                } else {
+                    t.into()
+                }
+            },
+        )
+    });
+    let t = table(columns.collect::<Vec<_>>(), grid.rows)
+        .padding_x(12)
+        .padding_y(6);
+    column![
+        facts,
+        scrollable(container(t))
+            .direction(scrollable::Direction::Both {
+                vertical: scrollable::Scrollbar::default(),
+                horizontal: scrollable::Scrollbar::default(),
+            })
+            .width(Fill)
+            .height(Fill),
+    ]
+    .spacing(10)
+    .height(Fill)
+    .into()
 }
