@@ -5,14 +5,14 @@
 use super::writer::Job;
 use super::{Mode, NodeRef};
 use crate::error::DdbError;
-use crate::op::{parse_request, Op, ReadOp, Request};
+use crate::op::{parse_request, Op, ReadOp};
 use crate::reply::Reply;
 use crate::subjects::WRITERS_QUEUE;
-use async_nats::{Message, Subscriber};
+use async_nats::{Message, Subject, Subscriber};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Requests handled at once; past this, intake waits (backpressure on the subscription).
@@ -104,105 +104,113 @@ async fn subscribe(
     }
 }
 
+/// Where and how to answer one request; holds its in-flight permit until answered.
+pub(crate) struct ReplyTo {
+    subject: Option<Subject>,
+    origin: Subject,
+    received: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ReplyTo {
+    pub fn received(&self) -> Instant {
+        self.received
+    }
+
+    /// Sends the reply (reads and failures are logged here; writes log in the writer, with
+    /// their seq). A message without a reply subject that failed is logged as a rejection.
+    pub async fn send(self, node: &NodeRef, op: &str, db: &str, result: Result<Reply, DdbError>) {
+        let is_write = !matches!(op, "SEARCH" | "CHECKSUM");
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) => Reply::error(node.name(), &e),
+        };
+        if !is_write || reply.error.is_some() {
+            tracing::info!(
+                node = %node.name(), op, db, seq = reply.seq,
+                micros = self.received.elapsed().as_micros() as u64,
+                outcome = reply.error.as_ref().map_or("ok", |e| e.code.as_str()),
+                "request"
+            );
+        }
+        let Some(to) = self.subject else {
+            if let Some(e) = &reply.error {
+                tracing::warn!(node = %node.name(), subject = %self.origin, code = %e.code, message = %e.message, "rejected a message that has no reply subject");
+            }
+            return;
+        };
+        let mut bytes = reply.to_bytes();
+        let max = node.max_payload;
+        if max > 0 && bytes.len() > max {
+            let e = DdbError::too_large(format!(
+                "the reply is {} bytes, more than the server's max_payload of {max}; narrow the SEARCH with a condition, columns or limit",
+                bytes.len()
+            ));
+            bytes = Reply::error(node.name(), &e).to_bytes();
+        }
+        if let Err(e) = node.client.publish(to, bytes.into()).await {
+            tracing::warn!(node = %node.name(), error = %e, "cannot send a reply");
+        }
+    }
+}
+
 async fn handle(node: &NodeRef, in_flight: &Arc<Semaphore>, msg: Message) {
     let received = Instant::now();
     let Ok(permit) = in_flight.clone().acquire_owned().await else {
         return;
     };
+    let to = ReplyTo {
+        subject: msg.reply,
+        origin: msg.subject,
+        received,
+        _permit: permit,
+    };
     let request = match parse_request(&msg.payload, &node.cfg.limits) {
         Ok(r) => r,
-        Err(e) => {
-            respond(node, &msg, Err(e), "?", "?", received).await;
-            return;
-        }
+        Err(e) => return to.send(node, "?", "?", Err(e)).await,
     };
-    let node = node.clone();
-    tokio::spawn(async move {
-        let op_name = request.op.name();
-        let db = request.op.db().to_string();
-        let result = serve(&node, request, received).await;
-        respond(&node, &msg, result, op_name, &db, received).await;
-        drop(permit);
-    });
-}
-
-async fn serve(node: &NodeRef, request: Request, received: Instant) -> Result<Reply, DdbError> {
     match request.op {
-        Op::Read(read) => {
-            if let Some(seq) = request.min_seq {
-                node.wait_position(seq, node.cfg.wait_limit).await?;
-            }
-            let mut reply = Reply::ok(node.name());
-            reply.seq = Some(node.position());
-            match read {
-                ReadOp::Search(s) => {
-                    let rows = node.store.search(&s).await?;
-                    reply.rows = Some(rows);
-                }
-                ReadOp::Checksum { db, table } => {
-                    reply.tables = Some(node.store.checksum(&db, table.as_ref()).await?);
-                }
-            }
-            Ok(reply)
-        }
         Op::Write(op) => {
             if let Some(refusal) = node.write_refusal() {
-                return Err(refusal);
+                let db = op.db().to_string();
+                return to.send(node, op.name(), &db, Err(refusal)).await;
             }
-            let (tx, rx) = oneshot::channel();
+            // The writer answers: no task and no hand-over on the way back.
             node.writers.submit(
                 node,
                 Job {
                     op,
                     op_id: request.op_id,
-                    reply: tx,
-                    received,
+                    reply: to,
                 },
             );
-            rx.await
-                .map_err(|_| DdbError::unavailable("the node stopped before the write finished"))
+        }
+        Op::Read(read) => {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let db = read.db().to_string();
+                let op = read.name();
+                let result = serve_read(&node, read, request.min_seq).await;
+                to.send(&node, op, &db, result).await;
+            });
         }
     }
 }
 
-async fn respond(
-    node: &NodeRef,
-    msg: &Message,
-    result: Result<Reply, DdbError>,
-    op: &str,
-    db: &str,
-    received: Instant,
-) {
-    let is_write = !matches!(op, "SEARCH" | "CHECKSUM");
-    let reply = match result {
-        Ok(r) => r,
-        Err(e) => Reply::error(node.name(), &e),
-    };
-    if !is_write || reply.error.is_some() {
-        // Writes log themselves in the writer, with their seq.
-        tracing::info!(
-            node = %node.name(), op, db, seq = reply.seq,
-            micros = received.elapsed().as_micros() as u64,
-            outcome = reply.error.as_ref().map_or("ok", |e| e.code.as_str()),
-            "request"
-        );
+async fn serve_read(node: &NodeRef, read: ReadOp, min_seq: Option<u64>) -> Result<Reply, DdbError> {
+    if let Some(seq) = min_seq {
+        node.wait_position(seq, node.cfg.wait_limit).await?;
     }
-    let Some(to) = msg.reply.clone() else {
-        if let Some(e) = &reply.error {
-            tracing::warn!(node = %node.name(), subject = %msg.subject, code = %e.code, message = %e.message, "rejected a message that has no reply subject");
+    let mut reply = Reply::ok(node.name());
+    reply.seq = Some(node.position());
+    match read {
+        ReadOp::Search(s) => {
+            let rows = node.store.search(&s).await?;
+            reply.rows = Some(rows);
         }
-        return;
-    };
-    let mut bytes = reply.to_bytes();
-    let max = node.max_payload;
-    if max > 0 && bytes.len() > max {
-        let e = DdbError::too_large(format!(
-            "the reply is {} bytes, more than the server's max_payload of {max}; narrow the SEARCH with a condition, columns or limit",
-            bytes.len()
-        ));
-        bytes = Reply::error(node.name(), &e).to_bytes();
+        ReadOp::Checksum { db, table } => {
+            reply.tables = Some(node.store.checksum(&db, table.as_ref()).await?);
+        }
     }
-    if let Err(e) = node.client.publish(to, bytes.into()).await {
-        tracing::warn!(node = %node.name(), error = %e, "cannot send a reply");
-    }
+    Ok(reply)
 }

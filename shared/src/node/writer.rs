@@ -4,6 +4,7 @@
 //! Nothing is committed that the log does not hold.
 
 use super::applier::{apply_entries, Entry};
+use super::intake::ReplyTo;
 use super::state::CursorGuard;
 use super::NodeRef;
 use crate::error::{DdbError, ErrorCode};
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// A database's worker exits after this long without writes.
@@ -24,8 +25,7 @@ const IDLE_EXIT: Duration = Duration::from_secs(60);
 pub(crate) struct Job {
     pub op: WriteOp,
     pub op_id: Option<String>,
-    pub reply: oneshot::Sender<Reply>,
-    pub received: Instant,
+    pub reply: ReplyTo,
 }
 
 impl Job {
@@ -137,18 +137,16 @@ async fn worker(node: NodeRef, db: Name, mut rx: mpsc::UnboundedReceiver<Job>, i
     }
 }
 
-fn answer(node: &NodeRef, job: Job, result: Result<Reply, DdbError>) {
-    let reply = match result {
-        Ok(r) => r,
-        Err(e) => Reply::error(node.name(), &e),
-    };
+async fn answer(node: &NodeRef, job: Job, result: Result<Reply, DdbError>) {
     tracing::info!(
-        node = %node.name(), op = job.op.name(), db = %job.op.db(), seq = reply.seq,
-        micros = job.received.elapsed().as_micros() as u64,
-        outcome = reply.error.as_ref().map_or("ok", |e| e.code.as_str()),
+        node = %node.name(), op = job.op.name(), db = %job.op.db(),
+        seq = result.as_ref().ok().and_then(|r| r.seq),
+        micros = job.reply.received().elapsed().as_micros() as u64,
+        outcome = result.as_ref().err().map_or("ok", |e| e.code.as_str()),
         "write"
     );
-    let _ = job.reply.send(reply);
+    let db = job.op.db().to_string();
+    job.reply.send(node, job.op.name(), &db, result).await;
 }
 
 fn ok_reply(node: &NodeRef, seq: u64, affected: Option<u64>, duplicate: bool) -> Reply {
@@ -164,7 +162,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
     let mut fresh = Vec::with_capacity(jobs.len());
     for job in jobs.drain(..) {
         match job.op_id.as_deref().and_then(|id| node.seq_of_op_id(id)) {
-            Some(seq) => answer(node, job, Ok(ok_reply(node, seq, None, true))),
+            Some(seq) => answer(node, job, Ok(ok_reply(node, seq, None, true))).await,
             None => fresh.push(job),
         }
     }
@@ -173,7 +171,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
     }
     if let Some(refusal) = node.write_refusal() {
         for job in fresh {
-            answer(node, job, Err(refusal.clone()));
+            answer(node, job, Err(refusal.clone())).await;
         }
         return;
     }
@@ -184,7 +182,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
             node.name()
         ));
         for job in jobs {
-            answer(node, job, Err(e.clone()));
+            answer(node, job, Err(e.clone())).await;
         }
         return;
     }
@@ -197,7 +195,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
         match try_once(node, db, &mut cursor, &jobs).await {
             Attempt::Done(results) => {
                 for (job, r) in jobs.into_iter().zip(results) {
-                    answer(node, job, r);
+                    answer(node, job, r).await;
                 }
                 return;
             }
@@ -208,7 +206,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
                     .await
                     .map(|()| ok_reply(node, seq, None, true));
                 for job in jobs {
-                    answer(node, job, r.clone());
+                    answer(node, job, r.clone()).await;
                 }
                 return;
             }
@@ -216,7 +214,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
                 tracing::debug!(node = %node.name(), db = %db, "sequence conflict; reading the log");
                 if let Err(e) = sync_from_log(node, db, &mut cursor).await {
                     for job in jobs {
-                        answer(node, job, Err(e.clone()));
+                        answer(node, job, Err(e.clone())).await;
                     }
                     return;
                 }
@@ -235,7 +233,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
         format!("database {db} kept changing under concurrent writers; retry"),
     );
     for job in jobs {
-        answer(node, job, Err(e.clone()));
+        answer(node, job, Err(e.clone())).await;
     }
 }
 
