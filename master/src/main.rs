@@ -22,7 +22,9 @@ struct Args {
     node: NodeArgs,
 }
 
-#[tokio::main]
+// One thread: a write crosses several tasks (intake, writer, NATS connection), and on a
+// small machine hand-overs between threads cost more than they give (README "Performance").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = Args::parse();

@@ -209,7 +209,16 @@ async fn serve_read(node: &NodeRef, read: ReadOp, min_seq: Option<u64>) -> Resul
             reply.rows = Some(rows);
         }
         ReadOp::Checksum { db, table } => {
-            reply.tables = Some(node.store.checksum(&db, table.as_ref()).await?);
+            // A checksum reads whole tables (seconds for millions of rows): keep it off the
+            // runtime's thread, which also carries the heartbeats (nodes run one thread).
+            let store = node.store.clone();
+            let handle = tokio::runtime::Handle::current();
+            let sums = tokio::task::spawn_blocking(move || {
+                handle.block_on(async { store.checksum(&db, table.as_ref()).await })
+            })
+            .await
+            .map_err(|e| DdbError::internal(format!("checksum task failed: {e}")))??;
+            reply.tables = Some(sums);
         }
     }
     Ok(reply)
