@@ -27,10 +27,17 @@ pub async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output
 
 pub struct Cluster {
     pub nats: NatsServer,
+    /// The other servers of a NATS cluster (empty for a single server); nodes are given
+    /// every server's URL.
+    pub more_nats: Vec<NatsServer>,
     pub dir: tempfile::TempDir,
     pub client: DdbClient,
     nodes: HashMap<String, ChildGuard>,
     heartbeats: Arc<Mutex<HashMap<String, (Heartbeat, Instant)>>>,
+    /// Flags given to every node (credentials, TLS CA, `--log-replicas`, limits).
+    node_args: Vec<String>,
+    /// When set, each node's stderr goes to `<dir>/<name>.log` (see [`Cluster::node_log`]).
+    capture_logs: bool,
 }
 
 impl Cluster {
@@ -39,22 +46,28 @@ impl Cluster {
     pub async fn start(slaves: usize) -> Cluster {
         let nats = NatsServer::start();
         let mut c = Cluster::empty(nats).await;
-        c.start_node("master", true);
-        for i in 1..=slaves {
-            c.start_node(&format!("slave{i}"), false);
-        }
-        c.wait_mode("master", Mode::Master).await;
-        for i in 1..=slaves {
-            c.wait_mode(&format!("slave{i}"), Mode::Replica).await;
-        }
+        c.start_all(slaves).await;
         c
     }
 
     pub async fn empty(nats: NatsServer) -> Cluster {
+        let opts = NatsOptions::new(&[nats.url()]);
+        Cluster::empty_with(nats, Vec::new(), opts, &[]).await
+    }
+
+    /// A cluster on the given NATS server(s): the test client connects with `client_opts`
+    /// (URLs, credentials, TLS); every node started later gets all the servers' URLs and
+    /// `node_args`.
+    pub async fn empty_with(
+        nats: NatsServer,
+        more_nats: Vec<NatsServer>,
+        client_opts: NatsOptions,
+        node_args: &[&str],
+    ) -> Cluster {
         let client = within(
             20,
             "connect test client",
-            DdbClient::connect(&NatsOptions::new(&[nats.url()]), "ddb"),
+            DdbClient::connect(&client_opts, "ddb"),
         )
         .await
         .expect("connect")
@@ -74,10 +87,83 @@ impl Cluster {
         Cluster {
             dir: tempfile::tempdir().expect("temp dir"),
             nats,
+            more_nats,
             client,
             nodes: HashMap::new(),
             heartbeats,
+            node_args: node_args.iter().map(|s| s.to_string()).collect(),
+            capture_logs: false,
         }
+    }
+
+    /// A master and `slaves` slaves on the given NATS server(s), started and heard from.
+    pub async fn start_with(
+        slaves: usize,
+        nats: NatsServer,
+        more_nats: Vec<NatsServer>,
+        client_opts: NatsOptions,
+        node_args: &[&str],
+    ) -> Cluster {
+        let mut c = Cluster::empty_with(nats, more_nats, client_opts, node_args).await;
+        c.start_all(slaves).await;
+        c
+    }
+
+    /// Starts a master and `slaves` slaves and waits until each is in its normal mode.
+    pub async fn start_all(&mut self, slaves: usize) {
+        self.start_node("master", true);
+        for i in 1..=slaves {
+            self.start_node(&format!("slave{i}"), false);
+        }
+        self.wait_mode("master", Mode::Master).await;
+        for i in 1..=slaves {
+            self.wait_mode(&format!("slave{i}"), Mode::Replica).await;
+        }
+    }
+
+    /// Every NATS server's URL, comma-separated, as `--nats` takes them.
+    pub fn nats_urls(&self) -> String {
+        std::iter::once(&self.nats)
+            .chain(&self.more_nats)
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every NATS server of this cluster, the first one included.
+    pub fn nats_servers(&mut self) -> Vec<&mut NatsServer> {
+        std::iter::once(&mut self.nats)
+            .chain(self.more_nats.iter_mut())
+            .collect()
+    }
+
+    /// From now on, nodes started write their stderr to `<dir>/<name>.log` (appended).
+    pub fn capture_node_logs(&mut self) {
+        self.capture_logs = true;
+    }
+
+    /// What a node wrote to stderr so far (with [`Cluster::capture_node_logs`]).
+    pub fn node_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Whether a heartbeat of `name` arrived after `since`.
+    pub fn heard_since(&self, name: &str, since: Instant) -> bool {
+        self.heartbeats
+            .lock()
+            .unwrap()
+            .get(name)
+            .is_some_and(|(_, at)| *at > since)
+    }
+
+    /// Waits until every listed node has sent a heartbeat after `since`.
+    pub async fn wait_heard_since(&self, names: &[&str], since: Instant) {
+        within(60, &format!("heartbeats of {names:?}"), async {
+            while !names.iter().all(|n| self.heard_since(n, since)) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
     }
 
     pub fn store_dir(&self, name: &str) -> PathBuf {
@@ -92,17 +178,26 @@ impl Cluster {
     pub fn start_node_with(&mut self, name: &str, master: bool, extra: &[&str]) {
         let bin = workspace_bin(if master { "ddb-master" } else { "ddb-slave" });
         let mut cmd = Command::new(bin);
-        cmd.args(["--name", name, "--nats", &self.nats.url()])
+        cmd.args(["--name", name, "--nats", &self.nats_urls()])
             .arg("--store")
             .arg(format!("sqlite://{}", self.store_dir(name).display()))
             .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
             .args(["--failover-after-ms", &FAILOVER_AFTER_MS.to_string()])
+            .args(&self.node_args)
             .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("DDB_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null());
+        if self.capture_logs {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(format!("{name}.log")))
+                .expect("open node log");
+            cmd.stderr(log);
+        }
         self.heartbeats.lock().unwrap().remove(name);
         self.nodes
             .insert(name.to_owned(), ChildGuard::spawn(name, cmd));
@@ -287,4 +382,227 @@ pub async fn ids_on(
         .iter()
         .map(|row| row["id"].as_i64().expect("id"))
         .collect()
+}
+
+/// A tiny deterministic pseudo-random generator (xorshift64*) for chaos schedules: a run is
+/// repeated by giving the seed it printed (`DDB_CHAOS_SEED`).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// Seeded from `DDB_CHAOS_SEED`, else from the clock; prints the seed.
+    pub fn from_env(what: &str) -> Rng {
+        let seed = std::env::var("DDB_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("[{what}] seed {seed} (repeat with DDB_CHAOS_SEED={seed})");
+        Rng::new(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
+/// What a [`Load`] did.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// The first id; ids `first_id..first_id + sent` were sent.
+    pub first_id: i64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Acknowledged (`ok`) inserts: id and reply.
+    pub acked: Vec<(i64, Reply)>,
+    /// Requests not acknowledged, by error code (or `transport` when no reply came).
+    pub failed: std::collections::BTreeMap<String, u64>,
+}
+
+impl LoadReport {
+    pub fn max_seq(&self) -> u64 {
+        self.acked
+            .iter()
+            .filter_map(|(_, r)| r.seq)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn acked_ids(&self) -> std::collections::BTreeSet<i64> {
+        self.acked.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Acknowledgements per answering node.
+    pub fn by_node(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut m = std::collections::BTreeMap::new();
+        for (_, r) in &self.acked {
+            *m.entry(r.node.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// A steady write load: single-row INSERTs into `db.t` (ids counting up from `first_id`,
+/// each with its own `op_id`), 8 in flight, until [`Load::finish`]. Records every reply.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acked: Arc<Mutex<Vec<(i64, Reply)>>>,
+    failed: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+    task: tokio::task::JoinHandle<u64>,
+    first_id: i64,
+}
+
+impl Load {
+    pub fn start(c: &Cluster, target: Target, db: &str, first_id: i64) -> Load {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked: Arc<Mutex<Vec<(i64, Reply)>>> = Arc::default();
+        let failed: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+        // Short: a request to a node killed mid-flight holds its batch up until it times out.
+        let client = c.client.clone().with_timeout(Duration::from_secs(2));
+        let (s, a, f, db) = (stop.clone(), acked.clone(), failed.clone(), db.to_owned());
+        let task = tokio::spawn(async move {
+            let mut next = first_id;
+            let mut sent = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                let batch: Vec<i64> = (next..next + 8).collect();
+                next += 8;
+                let replies = futures::future::join_all(batch.iter().map(|id| {
+                    let op = json!({"op":"INSERT","db":db,"table":"t","data":{"id":id,"v":format!("load{id}"),"n":id % 5},"op_id":format!("{db}-load-{id}")});
+                    let client = client.clone();
+                    let target = target.clone();
+                    async move { client.request(&target, &op).await }
+                }))
+                .await;
+                sent += batch.len() as u64;
+                let mut any_ok = false;
+                for (id, r) in batch.into_iter().zip(replies) {
+                    match r {
+                        Ok(r) if r.ok => {
+                            any_ok = true;
+                            a.lock().unwrap().push((id, r));
+                        }
+                        Ok(r) => {
+                            let code = r.error.map_or("?".into(), |e| e.code.as_str().to_owned());
+                            *f.lock().unwrap().entry(code).or_insert(0) += 1;
+                        }
+                        Err(_) => *f.lock().unwrap().entry("transport".into()).or_insert(0) += 1,
+                    }
+                }
+                if !any_ok {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            sent
+        });
+        Load {
+            stop,
+            acked,
+            failed,
+            task,
+            first_id,
+        }
+    }
+
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// The highest seq acknowledged so far.
+    pub fn max_seq(&self) -> u64 {
+        self.acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, r)| r.seq)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Waits until at least `n` writes were acknowledged in all.
+    pub async fn wait_acked(&self, n: usize) {
+        within(120, &format!("{n} acknowledged writes"), async {
+            while self.acked_count() < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    /// Waits until `more` writes past the current count were acknowledged; returns how long
+    /// that took.
+    pub async fn wait_more(&self, more: usize) -> Duration {
+        let started = Instant::now();
+        self.wait_acked(self.acked_count() + more).await;
+        started.elapsed()
+    }
+
+    pub async fn finish(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let sent = within(60, "load to stop", self.task)
+            .await
+            .expect("load task");
+        let acked = std::mem::take(&mut *self.acked.lock().unwrap());
+        let failed = std::mem::take(&mut *self.failed.lock().unwrap());
+        LoadReport {
+            first_id: self.first_id,
+            sent,
+            acked,
+            failed,
+        }
+    }
+}
+
+/// Checks, on every listed node, that every acknowledged write of `report` is present in
+/// `db.t`, that no row exists that was never sent, and that the tables' checksums are equal;
+/// prints what it found on each node.
+pub async fn verify_load(c: &Cluster, what: &str, nodes: &[&str], db: &str, report: &LoadReport) {
+    let seq = report.max_seq();
+    let want = report.acked_ids();
+    let sent_ids = |id: &i64| (report.first_id..report.first_id + report.sent as i64).contains(id);
+    eprintln!(
+        "[{what}] sent {} writes, {} acknowledged (by node {:?}), not acknowledged {:?}, last acknowledged seq {seq}",
+        report.sent,
+        want.len(),
+        report.by_node(),
+        report.failed
+    );
+    for n in nodes {
+        let have = ids_on(c, n, db, seq).await;
+        let missing: Vec<_> = want.difference(&have).take(20).collect();
+        let extra = have.difference(&want).count();
+        eprintln!(
+            "[{what}] {n}: {} rows, every acknowledged write present: {}, rows from unacknowledged writes: {extra}",
+            have.len(),
+            missing.is_empty()
+        );
+        assert!(
+            missing.is_empty(),
+            "[{what}] {n} lost acknowledged writes, e.g. {missing:?}"
+        );
+        assert!(
+            have.iter().all(sent_ids),
+            "[{what}] {n} holds rows never sent"
+        );
+    }
+    let sums = c.assert_converged(nodes, db, seq).await;
+    eprintln!("[{what}] checksums equal on {nodes:?}: {sums}");
 }

@@ -113,6 +113,8 @@ const TOKENS: &[&[u8]] = &[
     b"\"[\"",
     b"\"select\"",
     b"\"_ddb_meta\"",
+    b"\"sqlite_master\"",
+    b"sqlite_",
     b"\"a.b\"",
     b"\"t; DROP TABLE t\"",
     b"\xff",

@@ -16,6 +16,8 @@ pub struct NatsServer {
     port: u16,
     store_dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Environment for the server process (a config file may read `$VARS` from it).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -26,23 +28,75 @@ impl NatsServer {
 
     /// Starts with extra command-line arguments (for example `-c some.conf`).
     pub fn start_with_args(extra: &[&str]) -> NatsServer {
+        Self::start_with(extra, &[])
+    }
+
+    /// Starts with extra arguments and environment variables (a config file given with
+    /// `-c ABSOLUTE_PATH` may read its secrets and paths from `$VARS`). Command-line flags
+    /// win over the config file, so the server still listens on 127.0.0.1 on a random port;
+    /// with a config file it runs inside its temporary dir, where a relative JetStream
+    /// `store_dir` then lands.
+    pub fn start_with(extra: &[&str], env: &[(&str, &str)]) -> NatsServer {
         let store_dir = tempfile::tempdir().expect("create temp dir for the JetStream store");
         let mut server = NatsServer {
             child: None,
             port: 0,
             store_dir,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.spawn(None);
         server
     }
 
+    /// `n` nats-servers on loopback forming one NATS cluster (`ddb-test`), JetStream on
+    /// each, named `n1`, `n2`, ...; each has its own random client port and store. A
+    /// server killed with [`NatsServer::kill`] and started again with
+    /// [`NatsServer::restart`] rejoins on the same ports with the same store.
+    pub fn start_cluster(n: usize) -> Vec<NatsServer> {
+        let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        (0..n)
+            .map(|i| {
+                let routes: Vec<String> = cluster_ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| format!("nats-route://127.0.0.1:{p}"))
+                    .collect();
+                let name = format!("n{}", i + 1);
+                let listen = format!("nats://127.0.0.1:{}", cluster_ports[i]);
+                let routes = routes.join(",");
+                NatsServer::start_with_args(&[
+                    "--server_name",
+                    &name,
+                    "--cluster_name",
+                    "ddb-test",
+                    "--cluster",
+                    &listen,
+                    "--routes",
+                    &routes,
+                ])
+            })
+            .collect()
+    }
+
     fn spawn(&mut self, port: Option<u16>) {
         let port_arg = port.map_or("-1".to_owned(), |p| p.to_string());
         let mut cmd = Command::new("nats-server");
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
-            .arg(self.store_dir.path())
-            .args(&self.extra_args)
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port_arg]);
+        if self.extra_args.iter().any(|a| a == "-c" || a == "--config") {
+            // A config file may set its own JetStream store_dir (nats-server refuses `-sd`
+            // beside it): run the server inside the temporary dir, so that a relative
+            // store_dir lands there. The config file's path must then be absolute.
+            cmd.current_dir(self.store_dir.path());
+        } else {
+            cmd.arg("-sd").arg(self.store_dir.path());
+        }
+        cmd.args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = match cmd.spawn() {
@@ -94,6 +148,19 @@ impl NatsServer {
         self.store_dir.path()
     }
 
+    /// The server's name given with `--server_name` (cluster members), if any.
+    pub fn server_name(&self) -> Option<&str> {
+        self.extra_args
+            .iter()
+            .position(|a| a == "--server_name")
+            .and_then(|i| self.extra_args.get(i + 1))
+            .map(String::as_str)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
     /// Kills the server (SIGKILL) without removing its store.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -124,6 +191,15 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for servers that need a fixed port,
+/// such as a NATS cluster's route port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free loopback port")
 }
 
 fn wait_for_port(port: u16, limit: Duration) {
