@@ -245,7 +245,7 @@ async fn nodes_run_with_tls_and_credentials_and_clients_cannot_touch_the_log() {
     let server = secure_server(&pki);
     let ca = pki.path("ca.pem");
     let mut client_opts = opts(&server, Some(("client", CLIENT_PASSWORD)), Some(ca.clone()));
-    // As docs/security.md tells clients to connect.
+    // As README.md (section Security) tells clients to connect.
     client_opts.urls = vec![format!("tls://127.0.0.1:{}", server.port())];
     let node_opts = opts(&server, Some(("node", NODE_PASSWORD)), Some(ca.clone()));
     let ca_arg = ca.to_str().unwrap().to_owned();

@@ -290,8 +290,9 @@ impl Log {
         consumer
             .stream()
             .max_messages_per_batch(1000)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
+            // Short pulls notice a lost consumer leader (a NATS cluster server dying) quickly.
+            .heartbeat(Duration::from_secs(1))
+            .expires(Duration::from_secs(5))
             .messages()
             .await
             .map_err(|e| DdbError::unavailable(format!("cannot read from consumer {durable}: {e}")))

@@ -171,7 +171,16 @@ async fn handle(node: &NodeRef, in_flight: &Arc<Semaphore>, msg: Message) {
     };
     match request.op {
         Op::Write(op) => {
-            if let Some(refusal) = node.write_refusal() {
+            if let Some(mut refusal) = node.write_refusal() {
+                if to.origin.as_str() == node.subjects.ops() {
+                    // Delivered through the intake just as this node stopped taking writes
+                    // (leaving failover): the writer is elsewhere now, so "retry" is the answer.
+                    refusal = DdbError::unavailable(format!(
+                        "node {} stopped taking writes as this request arrived; retry on {}",
+                        node.name(),
+                        node.subjects.ops()
+                    ));
+                }
                 let db = op.db().to_string();
                 return to.send(node, op.name(), &db, Err(refusal)).await;
             }
