@@ -17,49 +17,30 @@ pub mod up;
 pub mod verify;
 
 use anyhow::{bail, Context};
+use ddb::cli::NatsArgs;
 use ddb::client::{DdbClient, Target};
 use ddb::connect::NatsOptions;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The default NATS URL of every ddb component.
-pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
+pub use ddb::cli::DEFAULT_NATS;
 
 /// How to reach a running cluster: the flags of `req`, `pub`, `status`, `load` and `verify`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
-    /// NATS server URL(s), comma-separated for a cluster.
-    #[arg(long, env = "DDB_NATS", default_value = DEFAULT_NATS)]
-    pub nats: String,
-    /// Subject prefix of the deployment.
-    #[arg(long, env = "DDB_PREFIX", default_value = "ddb")]
-    pub prefix: String,
+    #[command(flatten)]
+    pub link: NatsArgs,
     /// How long to wait for the NATS connection and for each reply, in milliseconds.
     #[arg(long, env = "DDB_TIMEOUT_MS", default_value_t = 10_000)]
     pub timeout_ms: u64,
-    #[arg(long, env = "DDB_NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "DDB_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    /// NATS credentials file (JWT + NKey).
-    #[arg(long, env = "DDB_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-    /// CA certificate that signed the NATS server's TLS certificate; turns TLS on.
-    #[arg(long, env = "DDB_NATS_TLS_CA")]
-    pub nats_tls_ca: Option<PathBuf>,
 }
 
 impl ConnectArgs {
     /// Plain defaults pointing at `url`, for tests and embedding.
     pub fn new(url: &str) -> Self {
         ConnectArgs {
-            nats: url.to_owned(),
-            prefix: "ddb".to_owned(),
+            link: NatsArgs::new(url),
             timeout_ms: 10_000,
-            nats_user: None,
-            nats_password: None,
-            nats_creds: None,
-            nats_tls_ca: None,
         }
     }
 
@@ -68,14 +49,7 @@ impl ConnectArgs {
     }
 
     pub fn options(&self) -> NatsOptions {
-        NatsOptions {
-            urls: NatsOptions::parse_urls(&self.nats),
-            user: self.nats_user.clone(),
-            password: self.nats_password.clone(),
-            creds_file: self.nats_creds.clone(),
-            tls_ca: self.nats_tls_ca.clone(),
-            name: Some("ddb-cli".to_owned()),
-        }
+        self.link.options(Some("ddb-cli"))
     }
 
     /// Connects and waits until the connection is really up, so that an unreachable server is
@@ -94,12 +68,12 @@ impl ConnectArgs {
             if Instant::now() >= deadline {
                 bail!(
                     "cannot reach NATS at {} within {limit:?}: is the cluster running? (start one with `ddb up`)",
-                    self.nats
+                    self.link.nats
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(DdbClient::from_client(client, &self.prefix).with_timeout(self.timeout()))
+        Ok(DdbClient::from_client(client, &self.link.prefix).with_timeout(self.timeout()))
     }
 }
 

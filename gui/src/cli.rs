@@ -3,6 +3,7 @@
 use crate::app::Config;
 use crate::connection::Settings;
 use crate::script;
+use ddb::cli::NatsArgs;
 use ddb::connect::NatsOptions;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,22 +15,8 @@ use std::time::Duration;
     about = "ddb desktop client: run ops against a ddb cluster and watch its nodes' heartbeats"
 )]
 pub struct Args {
-    /// NATS server URL(s), comma-separated for a cluster.
-    #[arg(long, env = "DDB_NATS", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
-    /// Subject prefix shared by every node and client of one deployment.
-    #[arg(long, env = "DDB_PREFIX", default_value = "ddb")]
-    pub prefix: String,
-    #[arg(long, env = "DDB_NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "DDB_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    /// NATS credentials file (JWT + NKey).
-    #[arg(long, env = "DDB_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-    /// CA certificate that signed the NATS server's TLS certificate; turns TLS on.
-    #[arg(long, env = "DDB_NATS_TLS_CA")]
-    pub nats_tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub link: NatsArgs,
     /// A node to list before its first heartbeat (repeatable, or comma-separated).
     #[arg(long = "node", env = "DDB_GUI_NODES", value_delimiter = ',')]
     pub nodes: Vec<String>,
@@ -73,11 +60,12 @@ fn parse_size(raw: &str) -> Result<(f32, f32), String> {
 
 impl Args {
     pub fn settings(&self) -> Settings {
-        let mut s = Settings::new(NatsOptions::parse_urls(&self.nats), &self.prefix);
-        s.user = self.nats_user.clone();
-        s.password = self.nats_password.clone();
-        s.creds = self.nats_creds.clone();
-        s.tls_ca = self.nats_tls_ca.clone();
+        let l = &self.link;
+        let mut s = Settings::new(NatsOptions::parse_urls(&l.nats), &l.prefix);
+        s.user = l.nats_user.clone();
+        s.password = l.nats_password.clone();
+        s.creds = l.nats_creds.clone();
+        s.tls_ca = l.nats_tls_ca.clone();
         s.timeout = Duration::from_millis(self.timeout_ms.max(1));
         s
     }

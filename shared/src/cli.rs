@@ -6,18 +6,65 @@ use crate::node::NodeConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Flags every node takes; each also reads an environment variable.
+/// How to reach NATS: the flags every ddb program shares (nodes, GUI, CLI), each also read
+/// from an environment variable (DESIGN "Command-line contract").
 #[derive(Debug, Clone, clap::Args)]
-pub struct NodeArgs {
+pub struct NatsArgs {
     /// NATS server URL(s), comma-separated for a cluster.
-    #[arg(long, env = "DDB_NATS", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long, env = "DDB_NATS", default_value = DEFAULT_NATS)]
     pub nats: String,
-    /// Store: sqlite://DIR (default ./data/<name>) or mssql://user:password@host:1433.
-    #[arg(long, env = "DDB_STORE")]
-    pub store: Option<String>,
     /// Subject prefix shared by every node and client of one deployment.
     #[arg(long, env = "DDB_PREFIX", default_value = "ddb")]
     pub prefix: String,
+    #[arg(long, env = "DDB_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "DDB_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file (JWT + NKey).
+    #[arg(long, env = "DDB_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificate that signed the NATS server's TLS certificate; turns TLS on.
+    #[arg(long, env = "DDB_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+}
+
+/// The NATS URL every ddb component uses unless told otherwise.
+pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
+
+impl NatsArgs {
+    /// Plain defaults pointing at `url`, for tests and embedding.
+    pub fn new(url: &str) -> Self {
+        NatsArgs {
+            nats: url.to_owned(),
+            prefix: "ddb".to_owned(),
+            nats_user: None,
+            nats_password: None,
+            nats_creds: None,
+            nats_tls_ca: None,
+        }
+    }
+
+    /// Connection options; `client_name` is what the server's monitoring shows.
+    pub fn options(&self, client_name: Option<&str>) -> NatsOptions {
+        NatsOptions {
+            urls: NatsOptions::parse_urls(&self.nats),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            creds_file: self.nats_creds.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            name: client_name.map(str::to_owned),
+        }
+    }
+}
+
+/// Flags every node takes; each also reads an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub link: NatsArgs,
+    /// Store: sqlite://DIR (default ./data/<name>) or mssql://user:password@host:1433.
+    #[arg(long, env = "DDB_STORE")]
+    pub store: Option<String>,
     /// Heartbeat period.
     #[arg(long, env = "DDB_HEARTBEAT_MS", default_value_t = 1000)]
     pub heartbeat_ms: u64,
@@ -45,37 +92,16 @@ pub struct NodeArgs {
     /// Most waiting writes committed together (one transaction, one log entry).
     #[arg(long, env = "DDB_MAX_BATCH", default_value_t = 256)]
     pub max_batch: usize,
-    #[arg(long, env = "DDB_NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "DDB_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    /// NATS credentials file (JWT + NKey).
-    #[arg(long, env = "DDB_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-    /// CA certificate that signed the NATS server's TLS certificate; turns TLS on.
-    #[arg(long, env = "DDB_NATS_TLS_CA")]
-    pub nats_tls_ca: Option<PathBuf>,
 }
 
 impl NodeArgs {
-    pub fn nats_options(&self) -> NatsOptions {
-        NatsOptions {
-            urls: NatsOptions::parse_urls(&self.nats),
-            user: self.nats_user.clone(),
-            password: self.nats_password.clone(),
-            creds_file: self.nats_creds.clone(),
-            tls_ca: self.nats_tls_ca.clone(),
-            name: None,
-        }
-    }
-
     pub fn into_config(self, name: &str) -> NodeConfig {
         let mut cfg = NodeConfig::new(name);
-        cfg.nats = self.nats_options();
+        cfg.nats = self.link.options(None);
         if let Some(store) = &self.store {
             cfg.store = store.clone();
         }
-        cfg.prefix = self.prefix;
+        cfg.prefix = self.link.prefix;
         cfg.heartbeat = Duration::from_millis(self.heartbeat_ms.max(10));
         cfg.failover_after = Duration::from_millis(self.failover_after_ms.max(10));
         cfg.wait_limit = Duration::from_millis(self.wait_ms);

@@ -117,6 +117,21 @@ impl ReplyTo {
         self.received
     }
 
+    /// Why this node will not take this write now, if it will not.
+    pub fn write_refusal(&self, node: &NodeRef) -> Option<DdbError> {
+        let refusal = node.write_refusal()?;
+        if self.origin.as_str() == node.subjects.ops() {
+            // Delivered through the intake just as this node stopped taking writes (leaving
+            // failover): the writer is elsewhere now, so "retry" is the answer.
+            return Some(DdbError::unavailable(format!(
+                "node {} stopped taking writes as this request arrived; retry on {}",
+                node.name(),
+                node.subjects.ops()
+            )));
+        }
+        Some(refusal)
+    }
+
     /// Sends the reply (reads and failures are logged here; writes log in the writer, with
     /// their seq). A message without a reply subject that failed is logged as a rejection.
     pub async fn send(self, node: &NodeRef, op: &str, db: &str, result: Result<Reply, DdbError>) {
@@ -171,16 +186,7 @@ async fn handle(node: &NodeRef, in_flight: &Arc<Semaphore>, msg: Message) {
     };
     match request.op {
         Op::Write(op) => {
-            if let Some(mut refusal) = node.write_refusal() {
-                if to.origin.as_str() == node.subjects.ops() {
-                    // Delivered through the intake just as this node stopped taking writes
-                    // (leaving failover): the writer is elsewhere now, so "retry" is the answer.
-                    refusal = DdbError::unavailable(format!(
-                        "node {} stopped taking writes as this request arrived; retry on {}",
-                        node.name(),
-                        node.subjects.ops()
-                    ));
-                }
+            if let Some(refusal) = to.write_refusal(node) {
                 let db = op.db().to_string();
                 return to.send(node, op.name(), &db, Err(refusal)).await;
             }

@@ -169,9 +169,13 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
     if fresh.is_empty() {
         return;
     }
-    if let Some(refusal) = node.write_refusal() {
+    if node.write_refusal().is_some() {
         for job in fresh {
-            answer(node, job, Err(refusal.clone())).await;
+            let refusal = job
+                .reply
+                .write_refusal(node)
+                .unwrap_or_else(|| DdbError::unavailable("this node stopped taking writes; retry"));
+            answer(node, job, Err(refusal)).await;
         }
         return;
     }
