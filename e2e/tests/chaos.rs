@@ -399,9 +399,6 @@ async fn a_node_whose_store_was_deleted_while_down_rebuilds_from_the_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known bug (issue #7 report): a node whose <db>.sqlite alone was deleted resumes from \
-            its catalog position, marks the database broken instead of replaying it; run with \
-            --ignored once fixed"]
 async fn one_deleted_database_file_is_rebuilt_from_the_log() {
     // README, Troubleshooting: "delete that database's file (<data>/<db>.sqlite) ... start
     // it: it rebuilds from the log".

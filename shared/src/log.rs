@@ -256,6 +256,36 @@ impl Log {
         Ok(out)
     }
 
+    /// Every database that has entries in the log, with the seq of its last entry.
+    pub async fn databases(&self) -> Result<Vec<(Name, u64)>, DdbError> {
+        use futures::TryStreamExt;
+        let stream = self.stream().await?;
+        let mut subjects = stream
+            .info_with_subjects(self.subjects.log_all())
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot list the log's subjects: {e}")))?;
+        let mut names = Vec::new();
+        while let Some((subject, _count)) = subjects
+            .try_next()
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot list the log's subjects: {e}")))?
+        {
+            if let Some(db) = self.subjects.db_of_log_subject(&subject) {
+                if let Ok(name) = Name::parse_db(db) {
+                    if name.as_str() == db {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for db in names {
+            let last = self.last_seq_of(&db).await?;
+            out.push((db, last));
+        }
+        Ok(out)
+    }
+
     /// The stream's last seq (0 when empty).
     pub async fn last_seq(&self) -> Result<u64, DdbError> {
         let mut stream = self.stream().await?;

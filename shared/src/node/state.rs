@@ -80,6 +80,36 @@ struct OpIdMemory {
     order: VecDeque<String>,
 }
 
+/// Where this node's log reader resumes: its saved position, or earlier when its store lacks
+/// entries below that position (a database file deleted or restored from an older copy), so
+/// that those databases are rebuilt from the log. Per-database applied seqs keep the replay
+/// exactly-once for everything else.
+async fn resume_position(store: &dyn Store, log: &Log) -> Result<u64, DdbError> {
+    let saved = store.log_position().await?;
+    if saved == 0 {
+        return Ok(0);
+    }
+    let in_log = match log.databases().await {
+        Ok(dbs) => dbs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot compare the store with the log; resuming at the saved position");
+            return Ok(saved);
+        }
+    };
+    let mut resume = saved;
+    for (db, last) in in_log {
+        if last > saved {
+            continue; // not reached yet: the reader gets there anyway
+        }
+        let applied = store.applied_seq(&db).await?;
+        if applied < last {
+            tracing::warn!(db = %db, applied, log_last = last, "the store is behind the log for this database; replaying it");
+            resume = resume.min(applied);
+        }
+    }
+    Ok(resume)
+}
+
 impl Node {
     pub async fn new(
         role: Role,
@@ -88,7 +118,7 @@ impl Node {
         client: async_nats::Client,
         log: Log,
     ) -> Result<Arc<Node>, DdbError> {
-        let position = store.log_position().await?;
+        let position = resume_position(store.as_ref(), &log).await?;
         let databases = store
             .databases()
             .await?
