@@ -160,6 +160,7 @@ async def scenario(nc):
         (b'{"op":"SEARCH","db":"mydb","table":"users","limit":-1}', "bad_request"),
         (b'{"op":"SEARCH","db":"mydb","table":"users","condition":{"id":{"$where":"1"}}}', "bad_request"),
         (b'{"op":"DROP_DB","db":"mydb]; DROP DATABASE x; --"}', "invalid_name"),
+        (b'{"op":"SEARCH","db":"mydb","table":"users","op":"DROP_DB"}', "bad_request"),
         (("[" * 5000 + "]" * 5000).encode(), "bad_request"),
         (json.dumps({"op": "INSERT", "db": "mydb", "table": "users",
                      "data": [{"id": i} for i in range(20000)]}).encode(), "too_large"),

@@ -5,6 +5,7 @@
 
 mod condition;
 mod schema;
+mod strict_json;
 
 pub use condition::{CmpOp, Condition, Predicate, Test, MAX_CONDITION_VALUES};
 pub use schema::{ColumnDef, TableSchema, MAX_COLUMNS};
@@ -204,7 +205,7 @@ pub fn parse_request(bytes: &[u8], limits: &Limits) -> Result<Request, DdbError>
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|e| DdbError::bad_request(format!("request is not valid UTF-8: {e}")))?;
-    let json: Json = serde_json::from_str(text)
+    let json: Json = strict_json::from_str(text)
         .map_err(|e| DdbError::bad_request(format!("request is not valid JSON: {e}")))?;
     parse_request_json(json, limits)
 }
