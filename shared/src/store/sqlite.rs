@@ -228,7 +228,8 @@ impl Backend for SqliteBackend {
 
 pub struct SqliteConn(OwnedMutexGuard<Connection>);
 
-struct Param<'a>(&'a Value);
+/// A ddb value bound as a SQLite parameter (bools as 0/1), as the store binds it.
+pub struct Param<'a>(pub &'a Value);
 
 impl ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

@@ -9,7 +9,6 @@ use ddb::op::{parse_op, parse_request, Limits, Op, ReadOp, TableSchema, WriteOp}
 use ddb::sql::{Dialect, Statement};
 use ddb::value::Value;
 use ddb::{ErrorCode, Name};
-use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
 /// The op parser and validator: any bytes give `Ok` or a typed error, never a panic; an
@@ -77,20 +76,6 @@ fn fixed_schemas() -> Vec<TableSchema> {
     .collect()
 }
 
-struct Param<'a>(&'a Value);
-
-impl ToSql for Param<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self.0 {
-            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Value::Float(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
-            Value::Str(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
-        })
-    }
-}
-
 /// Checks a generated statement's shape in either dialect: one placeholder per parameter,
 /// numbered in order, no NULL among the parameters (it is written as a literal), and nothing
 /// outside printable ASCII in the text (values never enter it).
@@ -153,7 +138,8 @@ fn sqlite_with(schema: &TableSchema) -> Connection {
 
 fn run(conn: &Connection, st: &Statement, query: bool) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare(&st.sql)?;
-    let params: Vec<Param<'_>> = st.params.iter().map(Param).collect();
+    let params: Vec<ddb::store::sqlite::Param<'_>> =
+        st.params.iter().map(ddb::store::sqlite::Param).collect();
     let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
     if query {
         let mut rows = stmt.query(refs.as_slice())?;
