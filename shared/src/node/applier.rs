@@ -37,6 +37,11 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
                 }
             },
         };
+        // A consumer just created starts at the first entry that exists at or after
+        // `position + 1`: only its first delivery may skip sequence numbers (entries removed by
+        // retention). Any later gap means an entry was lost in flight (a NATS server died
+        // holding it, and AckAll would acknowledge it with the next one): reopen at the gap.
+        let mut fresh = true;
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => break 'reconnect,
@@ -61,7 +66,29 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
                     _ => break,
                 }
             }
+            let mut expected = node.position() + 1;
+            let mut contiguous = batch.len();
+            for (i, m) in batch.iter().enumerate() {
+                let Ok(info) = m.info() else { continue };
+                let seq = info.stream_sequence;
+                if seq < expected {
+                    continue; // redelivered
+                }
+                if seq > expected && !fresh {
+                    tracing::warn!(node = %node.name(), expected, got = seq, "gap in the delivered log; reopening the consumer at the gap");
+                    contiguous = i;
+                    break;
+                }
+                expected = seq + 1;
+                fresh = false;
+            }
+            let gap = contiguous < batch.len();
+            batch.truncate(contiguous);
             apply_batch(&node, &batch).await;
+            if gap {
+                persist(&node, &mut persisted, &mut persisted_at, false).await;
+                continue 'reconnect;
+            }
             if let Some(last) = batch.last() {
                 // AckAll: one ack covers the batch. The consumer's state is only a hint; the
                 // store's position is what a restart resumes from.
