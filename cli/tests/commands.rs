@@ -244,13 +244,7 @@ async fn the_binary_reads_stdin_and_exits_non_zero_on_failure() {
     assert!(err.contains("ddb up"), "{err}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use ddb_testsupport::free_port;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pub_sends_without_waiting_and_the_write_lands() {

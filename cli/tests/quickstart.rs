@@ -14,13 +14,7 @@ use std::time::{Duration, Instant};
 
 const DDB: &str = env!("CARGO_BIN_EXE_ddb");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use ddb_testsupport::free_port;
 
 /// A running `ddb up`, its output collected line by line; interrupted (then killed) on drop.
 struct Up {
