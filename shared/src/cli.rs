@@ -2,7 +2,7 @@
 //! and the shutdown signal.
 
 use crate::connect::NatsOptions;
-use crate::node::NodeConfig;
+use crate::node::{NodeConfig, Role};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,9 +92,29 @@ pub struct NodeArgs {
     /// Most waiting writes committed together (one transaction, one log entry).
     #[arg(long, env = "DDB_MAX_BATCH", default_value_t = 256)]
     pub max_batch: usize,
+    /// CPU priority (Unix nice value) this node lowers itself to at start; 0 leaves it as
+    /// started. Slaves default to 10: applying the log is background work, and on a host shared
+    /// with the master or nats-server it should leave the CPU to the write path.
+    #[arg(long, env = "DDB_NICE", allow_negative_numbers = true)]
+    pub nice: Option<i32>,
 }
 
+/// The nice value a slave runs at unless `--nice` says otherwise.
+pub const SLAVE_NICE: i32 = 10;
+
 impl NodeArgs {
+    /// Applies `--nice` (or the role's default). Call it first thing in `main`: threads
+    /// started afterwards inherit the priority, threads started before keep theirs.
+    pub fn set_cpu_priority(&self, role: Role) {
+        let nice = self.nice.unwrap_or(match role {
+            Role::Master => 0,
+            Role::Slave => SLAVE_NICE,
+        });
+        if nice != 0 {
+            lower_priority_to(nice);
+        }
+    }
+
     pub fn into_config(self, name: &str) -> NodeConfig {
         let mut cfg = NodeConfig::new(name);
         cfg.nats = self.link.options(None);
@@ -113,6 +133,25 @@ impl NodeArgs {
         cfg.max_batch = self.max_batch;
         cfg
     }
+}
+
+#[cfg(unix)]
+fn lower_priority_to(nice: i32) {
+    use rustix::process::{getpriority_process, setpriority_process};
+    // Only ever lower it: a node started with `nice -n 19` stays there.
+    let current = getpriority_process(None).unwrap_or(0);
+    if nice <= current {
+        return;
+    }
+    match setpriority_process(None, nice) {
+        Ok(()) => tracing::info!(nice, "CPU priority lowered"),
+        Err(e) => tracing::warn!(nice, error = %e, "cannot lower the CPU priority"),
+    }
+}
+
+#[cfg(not(unix))]
+fn lower_priority_to(nice: i32) {
+    tracing::warn!(nice, "--nice is not supported on this platform; ignored");
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.

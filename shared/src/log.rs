@@ -309,9 +309,12 @@ impl Log {
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: position + 1,
                 },
-                ack_policy: AckPolicy::All,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: 100_000,
+                // No acks and no consumer state on disk: the store, not the server, records
+                // what this node applied (in the same transaction as the ops), and the reader
+                // reopens the consumer at any gap in what it was delivered. Acks cost the
+                // server a message and a state update per entry and node (README "Performance").
+                ack_policy: AckPolicy::None,
+                memory_storage: true,
                 filter_subject: self.subjects.log_all(),
                 ..Default::default()
             })
@@ -320,6 +323,7 @@ impl Log {
         consumer
             .stream()
             .max_messages_per_batch(1000)
+            .max_bytes_per_batch(crate::node::MAX_BATCH_BYTES)
             // Short pulls notice a lost consumer leader (a NATS cluster server dying) quickly.
             .heartbeat(Duration::from_secs(1))
             .expires(Duration::from_secs(5))

@@ -28,6 +28,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = Args::parse();
+    args.node.set_cpu_priority(Role::Slave);
     let config = args.node.into_config(&args.name);
     run(Role::Slave, config, shutdown_signal()).await?;
     Ok(())

@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Most entries taken from the consumer before applying them.
 const MAX_BATCH: usize = 1000;
+/// Most entry bytes taken before applying them: a replica far behind on large entries (bulk
+/// INSERTs) decodes one bounded batch at a time instead of whatever the consumer holds.
+pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
 /// The position is persisted at most this often (it only bounds replay after a restart).
 const PERSIST_EVERY: Duration = Duration::from_millis(200);
 
@@ -40,7 +43,8 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
         // A consumer just created starts at the first entry that exists at or after
         // `position + 1`: only its first delivery may skip sequence numbers (entries removed by
         // retention). Any later gap means an entry was lost in flight (a NATS server died
-        // holding it, and AckAll would acknowledge it with the next one): reopen at the gap.
+        // holding it; the consumer takes no acks, so the server would not resend it): reopen
+        // at the gap.
         let mut fresh = true;
         loop {
             let next = tokio::select! {
@@ -59,10 +63,14 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
                 }
                 None => continue 'reconnect,
             };
+            let mut bytes = first.payload.len();
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match messages.next().now_or_never() {
-                    Some(Some(Ok(m))) => batch.push(m),
+                    Some(Some(Ok(m))) => {
+                        bytes += m.payload.len();
+                        batch.push(m);
+                    }
                     _ => break,
                 }
             }
@@ -88,11 +96,6 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
             if gap {
                 persist(&node, &mut persisted, &mut persisted_at, false).await;
                 continue 'reconnect;
-            }
-            if let Some(last) = batch.last() {
-                // AckAll: one ack covers the batch. The consumer's state is only a hint; the
-                // store's position is what a restart resumes from.
-                let _ = last.ack().await;
             }
             persist(&node, &mut persisted, &mut persisted_at, false).await;
         }

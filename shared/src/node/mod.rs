@@ -9,6 +9,7 @@ mod state;
 mod writer;
 
 pub use crate::heartbeat::{Mode, Role};
+pub(crate) use applier::MAX_BATCH_BYTES;
 
 use crate::connect::NatsOptions;
 use crate::error::DdbError;
