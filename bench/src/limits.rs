@@ -29,16 +29,19 @@ pub async fn measure(
     let client = async_nats::connect(nats_url).await?;
     let mut out = Limits::default();
 
-    // An echo responder: the cheapest possible request-reply.
-    let mut sub = client.subscribe("bench.echo").await?;
-    let responder = client.clone();
-    let echo = tokio::spawn(async move {
-        while let Some(m) = sub.next().await {
-            if let Some(r) = m.reply {
-                let _ = responder.publish(r, m.payload).await;
-            }
-        }
-    });
+    // An echo responder, the cheapest possible request-reply: on its own connection and
+    // thread, as a ddb node is its own process.
+    let echo = Echo::start(nats_url).await?;
+    // The responder's subscription reaches the server on its own connection: wait until it
+    // answers before timing anything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.request("bench.echo", PAYLOAD.into()).await.is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the echo responder never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut lat = Samples::default();
     let end = Instant::now() + window;
     while Instant::now() < end {
@@ -59,7 +62,7 @@ pub async fn measure(
     }))
     .await;
     out.nats_req_64_per_s = per_second(count.into_inner(), started.elapsed());
-    echo.abort();
+    echo.stop();
 
     // JetStream publish with ack: one in flight, then pipelined with a window of acks.
     let js = jetstream::new(client.clone());
@@ -136,4 +139,70 @@ pub async fn measure(
     }
     out.sqlite_batched_per_s = per_second(m, started.elapsed());
     Ok(out)
+}
+
+/// An echo responder on `bench.echo`, running on its own thread and NATS connection.
+struct Echo {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    async fn start(nats_url: &str) -> anyhow::Result<Echo> {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let url = nats_url.to_owned();
+        let thread = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let subscribed = async {
+                    let client = async_nats::connect(url).await?;
+                    let sub = client.subscribe("bench.echo").await?;
+                    anyhow::Ok((client, sub))
+                };
+                let (client, mut sub) = match subscribed.await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let serve = async {
+                    while let Some(m) = sub.next().await {
+                        if let Some(r) = m.reply {
+                            let _ = client.publish(r, m.payload).await;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        ready_rx.await??;
+        Ok(Echo {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -32,7 +32,7 @@ struct Args {
     out: std::path::PathBuf,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     ddb::cli::init_tracing();
     let args = Args::parse();

@@ -218,6 +218,10 @@ impl Cluster {
             .unwrap_or(false)
     }
 
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.nodes.get(name).and_then(ChildGuard::pid)
+    }
+
     pub fn is_running(&mut self, name: &str) -> bool {
         self.nodes.get_mut(name).is_some_and(ChildGuard::is_running)
     }

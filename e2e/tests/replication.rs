@@ -296,6 +296,34 @@ async fn slaves_refuse_writes_while_the_master_lives() {
     .await;
 }
 
+/// The nice value of a process's main thread, from `/proc/<pid>/stat` (field 19).
+#[cfg(target_os = "linux")]
+fn nice_of(pid: u32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let after_name = &stat[stat.rfind(')').expect("stat has a name") + 1..];
+    after_name
+        .split_whitespace()
+        .nth(16)
+        .and_then(|n| n.parse().ok())
+        .expect("nice field")
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slaves_apply_at_background_cpu_priority_unless_told_otherwise() {
+    let mut c = Cluster::start(1).await;
+    c.start_node_with("slave2", false, &["--nice", "0"]);
+    c.wait_heard_since(&["slave2"], Instant::now()).await;
+    let pid = |n: &str| c.pid(n).expect("running");
+    assert_eq!(nice_of(pid("master")), 0, "the master keeps its priority");
+    assert_eq!(nice_of(pid("slave1")), ddb::cli::SLAVE_NICE);
+    assert_eq!(nice_of(pid("slave2")), 0, "--nice 0 leaves it as started");
+    // The lowered priority still replicates and answers.
+    let seq = create_table(&c, "nice").await;
+    c.assert_converged(&["master", "slave1", "slave2"], "nice", seq)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_on_the_log_and_heartbeat_subjects_changes_nothing() {
     let mut c = Cluster::start(2).await;

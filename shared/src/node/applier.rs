@@ -11,6 +11,7 @@ use crate::name::Name;
 use crate::op::WriteOp;
 use async_nats::jetstream::Message;
 use futures::{FutureExt, StreamExt};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -19,12 +20,17 @@ const MAX_BATCH: usize = 1000;
 /// Most entry bytes taken before applying them: a replica far behind on large entries (bulk
 /// INSERTs) decodes one bounded batch at a time instead of whatever the consumer holds.
 pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
+/// The consumer takes no acks, so the server never resends a delivery lost in flight; a gap
+/// shows it when a later entry arrives, and this covers a lost *last* entry: the log's end
+/// (refreshed every heartbeat) ahead of this node for this long with nothing delivered.
+const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// The position is persisted at most this often (it only bounds replay after a restart).
 const PERSIST_EVERY: Duration = Duration::from_millis(200);
 
 pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
     let mut persisted_at = Instant::now();
     let mut persisted = node.position();
+    let mut reopened_for = 0;
     'reconnect: loop {
         let position = node.position();
         let mut messages = tokio::select! {
@@ -46,15 +52,24 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
         // holding it; the consumer takes no acks, so the server would not resend it): reopen
         // at the gap.
         let mut fresh = true;
+        let mut delivered_at = Instant::now();
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => break 'reconnect,
                 next = messages.next() => next,
                 _ = tokio::time::sleep(PERSIST_EVERY) => {
                     persist(&node, &mut persisted, &mut persisted_at, false).await;
+                    let end = node.log_seq.load(Ordering::Relaxed);
+                    // Once per log end: entries removed by retention cannot be delivered.
+                    if end > node.position() && end != reopened_for && delivered_at.elapsed() >= STALLED_AFTER {
+                        reopened_for = end;
+                        tracing::warn!(node = %node.name(), position = node.position(), "the log has entries this node was not delivered; reopening the consumer");
+                        continue 'reconnect;
+                    }
                     continue;
                 }
             };
+            delivered_at = Instant::now();
             let first = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {

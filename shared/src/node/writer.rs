@@ -266,7 +266,7 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
     for job in jobs {
         let r = txn.execute(&job.op).await;
         if r.is_ok() {
-            logged.push((job.op.clone(), job.op_id.clone()));
+            logged.push((&job.op, job.op_id.as_deref()));
         }
         outcomes.push(r);
     }
@@ -279,13 +279,13 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
                 .collect(),
         );
     }
-    let entry = LogEntry::new(node.name(), &logged);
+    let entry = LogEntry::encode_ops(node.name(), &logged);
     let msg_id = match jobs {
         [only] => only.op_id.as_deref(),
         _ => None,
     };
     let t_append = Instant::now();
-    let appended = node.log.append(db, &entry, expected, msg_id).await;
+    let appended = node.log.append(db, entry, expected, msg_id).await;
     tracing::debug!(
         db = %db, ops = logged.len(),
         execute_us = (t_append - t_begin).as_micros() as u64,

@@ -36,17 +36,39 @@ impl Statement {
 
 impl Dialect {
     pub fn quote(self, ident: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("\"{}\"", ident.replace('"', "\"\"")),
-            Dialect::Mssql => format!("[{}]", ident.replace(']', "]]")),
+        let mut out = String::with_capacity(ident.len() + 2);
+        self.quote_into(&mut out, ident);
+        out
+    }
+
+    /// Appends `ident` quoted; the hot path (INSERT) builds its SQL without a string per name.
+    fn quote_into(self, out: &mut String, ident: &str) {
+        let (open, close) = match self {
+            Dialect::Sqlite => ('"', '"'),
+            Dialect::Mssql => ('[', ']'),
+        };
+        out.push(open);
+        for c in ident.chars() {
+            out.push(c);
+            if c == close {
+                out.push(close);
+            }
         }
+        out.push(close);
+    }
+
+    fn push_placeholder(self, out: &mut String, n: usize) {
+        use std::fmt::Write;
+        let _ = match self {
+            Dialect::Sqlite => write!(out, "?{n}"),
+            Dialect::Mssql => write!(out, "@P{n}"),
+        };
     }
 
     fn placeholder(self, n: usize) -> String {
-        match self {
-            Dialect::Sqlite => format!("?{n}"),
-            Dialect::Mssql => format!("@P{n}"),
-        }
+        let mut out = String::new();
+        self.push_placeholder(&mut out, n);
+        out
     }
 
     fn column_type(self, ty: ColumnType, in_key: bool) -> &'static str {
@@ -150,25 +172,35 @@ impl Dialect {
         schema: &TableSchema,
         row: &[(Name, Scalar)],
     ) -> Result<Statement, DdbError> {
-        let mut b = Builder::new(self);
-        let mut names = Vec::with_capacity(row.len());
-        let mut values = Vec::with_capacity(row.len());
-        for (name, scalar) in row {
-            let value = typed_value(schema, name, scalar)?;
-            names.push(self.quote(name.as_str()));
-            values.push(b.bind(value));
-        }
+        let values = row
+            .iter()
+            .map(|(name, scalar)| typed_value(schema, name, scalar))
+            .collect::<Result<Vec<_>, _>>()?;
         for c in &schema.columns {
             if schema.refuses_null(c) && !row.iter().any(|(n, _)| n == &c.name) {
                 return Err(null_refused(schema, &c.name));
             }
         }
-        b.sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            self.quote(schema.name.as_str()),
-            names.join(", "),
-            values.join(", ")
-        );
+        let mut b = Builder::new(self);
+        let mut sql = String::with_capacity(64 + 24 * row.len());
+        sql.push_str("INSERT INTO ");
+        self.quote_into(&mut sql, schema.name.as_str());
+        sql.push_str(" (");
+        for (i, (name, _)) in row.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            self.quote_into(&mut sql, name.as_str());
+        }
+        sql.push_str(") VALUES (");
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            b.push_bound(&mut sql, value);
+        }
+        sql.push(')');
+        b.sql = sql;
         Ok(b.finish())
     }
 
@@ -314,11 +346,19 @@ impl Builder {
     }
 
     fn bind(&mut self, value: Value) -> String {
+        let mut out = String::new();
+        self.push_bound(&mut out, value);
+        out
+    }
+
+    /// Appends the value's placeholder (or `NULL`, which is never bound: see DESIGN "Stores").
+    fn push_bound(&mut self, out: &mut String, value: Value) {
         if value.is_null() {
-            return "NULL".to_owned();
+            out.push_str("NULL");
+            return;
         }
         self.params.push(value);
-        self.dialect.placeholder(self.params.len())
+        self.dialect.push_placeholder(out, self.params.len());
     }
 
     fn where_clause(

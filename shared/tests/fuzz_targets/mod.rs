@@ -49,6 +49,12 @@ pub fn op_parser(data: &[u8]) {
     // And through a whole log entry, op_id included.
     let entry = LogEntry::new("fuzz", &[(op.clone(), request.op_id.clone())]);
     let bytes = entry.encode();
+    // The write path encodes straight from the op: byte for byte the same entry.
+    assert_eq!(
+        LogEntry::encode_ops("fuzz", &[(op, request.op_id.as_deref())]),
+        bytes,
+        "direct encoding differs for {json}"
+    );
     let (writer, ops) = LogEntry::decode(&bytes, op.db()).unwrap_or_else(|e| {
         panic!(
             "log entry {:?} does not decode: {e}",
