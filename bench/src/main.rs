@@ -3,6 +3,11 @@
 use clap::Parser;
 use std::time::Duration;
 
+// The nodes' allocator: the load generator (and the raw limits, measured from this process)
+// should not be the part that is slow at allocating.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     about = "Benchmarks ddb on its own local cluster, beside the raw NATS/JetStream/SQLite limits"

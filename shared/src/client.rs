@@ -86,14 +86,15 @@ impl DdbClient {
         target: &Target,
         op: &serde_json::Value,
     ) -> Result<Reply, DdbError> {
-        self.request_raw(target, op.to_string().into_bytes()).await
+        self.request_raw(target, serde_json::to_vec(op).unwrap_or_default())
+            .await
     }
 
     /// Fire-and-forget, like `nats pub`.
     pub async fn publish(&self, target: &Target, op: &serde_json::Value) -> Result<(), DdbError> {
         let subject = self.subject(target);
         self.nats
-            .publish(subject, op.to_string().into())
+            .publish(subject, serde_json::to_vec(op).unwrap_or_default().into())
             .await
             .map_err(|e| DdbError::unavailable(format!("publish failed: {e}")))?;
         self.nats

@@ -3,7 +3,7 @@
 
 use crate::error::{DdbError, ErrorCode};
 use crate::name::Name;
-use crate::op::{parse_request_json, Limits, Op, WriteOp};
+use crate::op::{parse_insert_fast, parse_request_json, Limits, Op, WriteOp};
 use crate::subjects::Subjects;
 use crate::value::Scalar;
 use async_nats::jetstream::{
@@ -63,16 +63,22 @@ impl LogEntry {
 
     /// Decodes and re-validates an entry; `db` is the database its subject names.
     pub fn decode(bytes: &[u8], db: &Name) -> Result<(String, Vec<LoggedOp>), DdbError> {
-        let entry: LogEntry = serde_json::from_slice(bytes)
-            .map_err(|e| DdbError::bad_request(format!("log entry is not ddb JSON: {e}")))?;
+        let not_ddb =
+            |e: serde_json::Error| DdbError::bad_request(format!("log entry is not ddb JSON: {e}"));
+        let entry: EntryIn = serde_json::from_slice(bytes).map_err(not_ddb)?;
         // Entries were checked when written; here only size limits are relaxed.
         let limits = Limits {
             max_request_bytes: usize::MAX,
             max_rows_per_insert: usize::MAX,
         };
         let mut ops = Vec::with_capacity(entry.ops.len());
-        for j in entry.ops {
-            let req = parse_request_json(j, &limits)?;
+        for raw in entry.ops {
+            let req = match parse_insert_fast(raw.get(), &limits) {
+                Some(req) => req,
+                None => {
+                    parse_request_json(serde_json::from_str(raw.get()).map_err(not_ddb)?, &limits)?
+                }
+            };
             let Op::Write(op) = req.op else {
                 return Err(DdbError::bad_request("log entry holds a read op"));
             };
@@ -92,6 +98,14 @@ impl LogEntry {
         }
         Ok((entry.writer, ops))
     }
+}
+
+/// A log entry as read: each op kept as its JSON text until it is parsed.
+#[derive(Deserialize)]
+struct EntryIn<'a> {
+    writer: String,
+    #[serde(borrow)]
+    ops: Vec<&'a serde_json::value::RawValue>,
 }
 
 struct EntryOut<'a> {

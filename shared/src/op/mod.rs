@@ -4,6 +4,7 @@
 //! code from [`ErrorCode`], never silently ignored, so a typo cannot turn into "update all rows".
 
 mod condition;
+mod fast_insert;
 mod schema;
 mod strict_json;
 
@@ -196,6 +197,26 @@ fn row_json(row: &[(Name, Scalar)]) -> Json {
 
 /// Parses a request from raw bytes as received on NATS.
 pub fn parse_request(bytes: &[u8], limits: &Limits) -> Result<Request, DdbError> {
+    let text = request_text(bytes, limits)?;
+    if let Some(request) = fast_insert::parse(text, limits) {
+        return Ok(request);
+    }
+    parse_request_text(text, limits)
+}
+
+/// [`parse_request`] without its INSERT fast path: what the fast path must agree with.
+#[doc(hidden)]
+pub fn parse_request_general(bytes: &[u8], limits: &Limits) -> Result<Request, DdbError> {
+    parse_request_text(request_text(bytes, limits)?, limits)
+}
+
+/// The INSERT fast path alone (`None`: the general parser decides).
+#[doc(hidden)]
+pub fn parse_insert_fast(text: &str, limits: &Limits) -> Option<Request> {
+    fast_insert::parse(text, limits)
+}
+
+fn request_text<'a>(bytes: &'a [u8], limits: &Limits) -> Result<&'a str, DdbError> {
     if bytes.len() > limits.max_request_bytes {
         return Err(DdbError::too_large(format!(
             "request is {} bytes; the limit is {} bytes",
@@ -203,8 +224,11 @@ pub fn parse_request(bytes: &[u8], limits: &Limits) -> Result<Request, DdbError>
             limits.max_request_bytes
         )));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| DdbError::bad_request(format!("request is not valid UTF-8: {e}")))?;
+    std::str::from_utf8(bytes)
+        .map_err(|e| DdbError::bad_request(format!("request is not valid UTF-8: {e}")))
+}
+
+fn parse_request_text(text: &str, limits: &Limits) -> Result<Request, DdbError> {
     let json: Json = strict_json::from_str(text)
         .map_err(|e| DdbError::bad_request(format!("request is not valid JSON: {e}")))?;
     parse_request_json(json, limits)

@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 use ddb::log::LogEntry;
-use ddb::op::{parse_op, parse_request, Limits, Op, ReadOp, TableSchema, WriteOp};
+use ddb::op::{
+    parse_insert_fast, parse_op, parse_request, parse_request_general, Limits, Op, ReadOp,
+    TableSchema, WriteOp,
+};
 use ddb::sql::{Dialect, Statement};
 use ddb::value::Value;
 use ddb::{ErrorCode, Name};
@@ -17,6 +20,14 @@ use rusqlite::{Connection, ToSql};
 /// with `too_large`.
 pub fn op_parser(data: &[u8]) {
     let limits = Limits::default();
+    insert_fast_path_agrees(data, &limits);
+    insert_fast_path_agrees(
+        data,
+        &Limits {
+            max_request_bytes: usize::MAX,
+            max_rows_per_insert: 2,
+        },
+    );
     let parsed = parse_request(data, &limits);
     let request = match parsed {
         Err(e) => {
@@ -65,6 +76,22 @@ pub fn op_parser(data: &[u8]) {
     assert_eq!(ops.len(), 1);
     assert_eq!(&ops[0].op, op);
     assert_eq!(ops[0].op_id, request.op_id);
+}
+
+/// Whatever the INSERT fast path accepts, the general parser accepts as the same request.
+fn insert_fast_path_agrees(data: &[u8], limits: &Limits) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if data.len() > limits.max_request_bytes {
+        return;
+    }
+    if let Some(fast) = parse_insert_fast(text, limits) {
+        let general = parse_request_general(data, limits).unwrap_or_else(|e| {
+            panic!("the fast path took what the general parser refuses ({e}): {text}")
+        });
+        assert_eq!(fast, general, "the two parsers read {text} differently");
+    }
 }
 
 /// Tables every op is tried against, whatever table it names.
