@@ -66,18 +66,21 @@ impl DdbClient {
     /// Sends raw bytes (any JSON, valid or not) and parses the reply.
     pub async fn request_raw(&self, target: &Target, payload: Vec<u8>) -> Result<Reply, DdbError> {
         let subject = self.subject(target);
-        let msg = tokio::time::timeout(
-            self.timeout,
-            self.nats.request(subject.clone(), payload.into()),
-        )
-        .await
-        .map_err(|_| {
-            DdbError::new(
-                crate::ErrorCode::Timeout,
-                format!("no reply on {subject} within {:?}", self.timeout),
-            )
-        })?
-        .map_err(|e| DdbError::unavailable(format!("request on {subject} failed: {e}")))?;
+        // async-nats times the request itself: one timer per request, not two.
+        let request = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(self.timeout));
+        let msg = self
+            .nats
+            .send_request(subject.clone(), request)
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::TimedOut => DdbError::new(
+                    crate::ErrorCode::Timeout,
+                    format!("no reply on {subject} within {:?}", self.timeout),
+                ),
+                _ => DdbError::unavailable(format!("request on {subject} failed: {e}")),
+            })?;
         Reply::from_bytes(&msg.payload)
     }
 
