@@ -94,8 +94,11 @@ impl<'de> Visitor<'de> for RequestVisitor {
         while let Some(key) = map.next_key::<Key>()? {
             let fresh = match key {
                 Key::Op => {
-                    let op = map.next_value::<OpName>()?;
-                    !std::mem::replace(&mut is_insert, op.0)
+                    // Another op, or another spelling, goes to the general parser.
+                    if map.next_value::<String>()? != "INSERT" {
+                        return Err(give_up());
+                    }
+                    !std::mem::replace(&mut is_insert, true)
                 }
                 Key::Db => raw.db.replace(map.next_value()?).is_none(),
                 Key::Table => raw.table.replace(map.next_value()?).is_none(),
@@ -141,29 +144,6 @@ impl<'de> de::Deserialize<'de> for Key {
             }
         }
         d.deserialize_str(KeyVisitor)
-    }
-}
-
-/// `true` for exactly "INSERT"; another op (or spelling) goes to the general parser.
-struct OpName(bool);
-
-impl<'de> de::Deserialize<'de> for OpName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OpName, D::Error> {
-        struct OpVisitor;
-        impl Visitor<'_> for OpVisitor {
-            type Value = OpName;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an op name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<OpName, E> {
-                if v == "INSERT" {
-                    Ok(OpName(true))
-                } else {
-                    Err(give_up())
-                }
-            }
-        }
-        d.deserialize_str(OpVisitor)
     }
 }
 
