@@ -5,6 +5,7 @@ pub use ddb::client::{DdbClient, Target};
 use ddb::connect::NatsOptions;
 use ddb::heartbeat::{Heartbeat, Mode};
 use ddb::reply::Reply;
+pub use ddb_testsupport::Rng;
 use ddb_testsupport::{workspace_bin, ChildGuard, NatsServer};
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
@@ -386,46 +387,6 @@ pub async fn ids_on(
         .iter()
         .map(|row| row["id"].as_i64().expect("id"))
         .collect()
-}
-
-/// A tiny deterministic pseudo-random generator (xorshift64*) for chaos schedules: a run is
-/// repeated by giving the seed it printed (`DDB_CHAOS_SEED`).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    /// Seeded from `DDB_CHAOS_SEED`, else from the clock; prints the seed.
-    pub fn from_env(what: &str) -> Rng {
-        let seed = std::env::var("DDB_CHAOS_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        eprintln!("[{what}] seed {seed} (repeat with DDB_CHAOS_SEED={seed})");
-        Rng::new(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
 }
 
 /// What a [`Load`] did.

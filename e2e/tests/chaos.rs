@@ -40,7 +40,7 @@ const ALL3: [&str; 3] = ["master", "slave1", "slave2"];
 async fn master_killed_ten_times_under_load_loses_no_acknowledged_write() {
     let what = "master kill -9 x rounds";
     let started = Instant::now();
-    let mut rng = Rng::from_env(what);
+    let mut rng = Rng::from_env("DDB_CHAOS_SEED", what);
     let mut c = Cluster::start(2).await;
     create_table(&c, "kill_master").await;
     let load = Load::start(&c, writer(), "kill_master", 0);
@@ -92,7 +92,7 @@ async fn master_killed_ten_times_under_load_loses_no_acknowledged_write() {
 async fn slaves_killed_and_restarted_at_random_each_catch_up() {
     let what = "random slave kill -9 / restart";
     let started = Instant::now();
-    let mut rng = Rng::from_env(what);
+    let mut rng = Rng::from_env("DDB_CHAOS_SEED", what);
     let mut c = Cluster::start(3).await;
     create_table(&c, "kill_slaves").await;
     let load = Load::start(&c, writer(), "kill_slaves", 0);

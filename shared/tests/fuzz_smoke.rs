@@ -14,28 +14,9 @@
 
 mod fuzz_targets;
 
+use ddb_testsupport::Rng;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
 
 /// Tokens that make mutations land on the grammar's interesting spots.
 const TOKENS: &[&[u8]] = &[
@@ -133,7 +114,7 @@ fn mutate(rng: &mut Rng, input: &[u8], pool: &[Vec<u8>]) -> Vec<u8> {
             }
             1 if len > 0 => {
                 let i = rng.below(len);
-                v[i] = rng.next() as u8;
+                v[i] = rng.next_u64() as u8;
             }
             2 if len > 0 => {
                 let i = rng.below(len);
@@ -142,7 +123,7 @@ fn mutate(rng: &mut Rng, input: &[u8], pool: &[Vec<u8>]) -> Vec<u8> {
             }
             3 => {
                 let i = rng.below(len + 1);
-                v.insert(i, rng.next() as u8);
+                v.insert(i, rng.next_u64() as u8);
             }
             4 | 5 => {
                 let t = TOKENS[rng.below(TOKENS.len())];
@@ -223,7 +204,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn drive(target: &str, f: fn(&[u8])) {
     let secs = env_u64("DDB_FUZZ_SECS", 3);
     let seed = env_u64("DDB_FUZZ_SEED", 0x00dd_bf22);
-    let mut rng = Rng(seed.max(1));
+    let mut rng = Rng::new(seed);
     let seeds = load_corpus(target);
     let started = Instant::now();
     let limit = Duration::from_secs(secs);

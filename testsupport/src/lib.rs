@@ -1,6 +1,9 @@
 //! Test support: a real `nats-server` with JetStream on a random loopback port and a
 //! temporary store dir, killed on drop (after nats.rs's `nats-server` helper crate).
 
+mod rng;
+pub use rng::Rng;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
