@@ -175,16 +175,22 @@ fn grid_view<'a>(grid: Grid) -> Element<'a, Message> {
         })
         .size(13)
         .style(text::secondary),
-        scrollable(container(t))
-            .direction(scrollable::Direction::Both {
-                vertical: scrollable::Scrollbar::default(),
-                horizontal: scrollable::Scrollbar::default(),
-            })
-            .width(Fill)
-            .height(Fill),
+        scroll_both(t),
     ]
     .spacing(6)
     .into()
+}
+
+/// A table that scrolls both ways and fills what is left.
+fn scroll_both<'a>(content: impl Into<Element<'a, Message>>) -> Element<'a, Message> {
+    scrollable(container(content))
+        .direction(scrollable::Direction::Both {
+            vertical: scrollable::Scrollbar::default(),
+            horizontal: scrollable::Scrollbar::default(),
+        })
+        .width(Fill)
+        .height(Fill)
+        .into()
 }
 
 fn cell_view<'a>(cell: &Cell) -> Element<'a, Message> {
@@ -259,17 +265,8 @@ fn verified_view(v: &Verified) -> Element<'_, Message> {
     let t = table(columns.collect::<Vec<_>>(), grid.rows)
         .padding_x(12)
         .padding_y(6);
-    column![
-        facts,
-        scrollable(container(t))
-            .direction(scrollable::Direction::Both {
-                vertical: scrollable::Scrollbar::default(),
-                horizontal: scrollable::Scrollbar::default(),
-            })
-            .width(Fill)
-            .height(Fill),
-    ]
-    .spacing(10)
-    .height(Fill)
-    .into()
+    column![facts, scroll_both(t),]
+        .spacing(10)
+        .height(Fill)
+        .into()
 }
