@@ -1,15 +1,18 @@
 //! `ddb`, the command-line client: `ddb up` runs a whole local cluster (nats-server, the master,
-//! the slaves and the GUI) with one command; `req`, `pub`, `status`, `load` and `verify` talk to
-//! a running cluster over NATS with the same JSON as `nats req` / `nats pub`.
+//! the slaves and the GUI) with one command; `req`, `pub`, `status`, `load`, `verify` and
+//! `export` talk to a running cluster over NATS with the same JSON as `nats req` / `nats pub`.
 //!
 //! Every subcommand is a library function that takes its output writer (and, for `up`, its
 //! shutdown future) as parameters, so that tests drive them exactly as the binary does.
 //!
 //! Exit codes: 0 success; 1 the cluster answered but something failed (a reply with
-//! `ok:false`, a failed line in `load`, a mismatch in `verify`, a node down in `status`);
-//! 2 the command could not do its job (bad input, NATS unreachable, no node answering).
+//! `ok:false`, a failed line in `load`, a mismatch in `verify`, a node down in `status`, a
+//! page that failed in `req --all` or `export`); 2 the command could not do its job (bad input,
+//! NATS unreachable, no node answering). [`exit_code`] sorts errors into 1 and 2.
 
+pub mod export;
 pub mod load;
+pub mod paging;
 pub mod req;
 pub mod status;
 pub mod table;
@@ -130,6 +133,14 @@ pub async fn request_json(
     })
 }
 
+/// The exit code for an error a command returned: 1 when the cluster answered with a failure
+/// or paging broke off after output was written (a [`paging::PageError`]), else 2.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<paging::PageError>())
+        .map_or(2, paging::PageError::exit_code)
+}
+
 /// Formats a duration for people: `3s`, `4m05s`, `2h03m`, `1d04h`.
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
@@ -151,5 +162,25 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(245)), "4m05s");
         assert_eq!(human_duration(Duration::from_secs(7380)), "2h03m");
         assert_eq!(human_duration(Duration::from_secs(100_800)), "1d04h");
+    }
+
+    #[test]
+    fn a_failed_page_exits_1_even_behind_context_and_anything_else_2() {
+        let refused = paging::PageError::Refused {
+            page: 3,
+            rows_before: 2000,
+            node: "master".into(),
+            code: "timeout".into(),
+            message: "cancelled".into(),
+        };
+        let e = anyhow::Error::from(refused).context("out.jsonl has the first 2000 rows only");
+        assert_eq!(exit_code(&e), 1);
+        let unreachable = paging::PageError::Transport {
+            page: 1,
+            rows_before: 0,
+            cause: anyhow::anyhow!("no node named x answers"),
+        };
+        assert_eq!(exit_code(&anyhow::Error::from(unreachable)), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("not valid JSON")), 2);
     }
 }

@@ -1,7 +1,7 @@
 //! `ddb`: run a local ddb cluster with one command, and talk to any ddb cluster.
 
 use clap::{Parser, Subcommand};
-use ddb_cli::{load, req, status, up, verify};
+use ddb_cli::{export, load, req, status, up, verify};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -22,7 +22,8 @@ struct Cli {
 enum Command {
     /// Start nats-server, the master, N slaves and the GUI; Ctrl-C stops them all.
     Up(up::UpArgs),
-    /// Send one op and print the reply (like `nats req ddb.ops '<op>'`).
+    /// Send one op and print the reply (like `nats req ddb.ops '<op>'`); `--all` pages through
+    /// a SEARCH to the end.
     Req(req::ReqArgs),
     /// Publish one op without waiting for a reply (like `nats pub ddb.ops '<op>'`).
     Pub(req::PubArgs),
@@ -32,6 +33,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Compare every table's checksum across every live node.
     Verify(verify::VerifyArgs),
+    /// Write every row of a table as JSON lines, page by page, with a progress bar.
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,7 +60,7 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("ddb: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(ddb_cli::exit_code(&e))
         }
     }
 }
@@ -103,5 +106,17 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             Ok(report.failures.is_empty())
         }
         Command::Verify(args) => verify::verify(&args, &mut stdout).await,
+        Command::Export(args) => {
+            // Rows printed to the terminal would be torn up by the bar's redraws.
+            let to_stdout = args.file.as_deref().is_none_or(|f| f.as_os_str() == "-");
+            let progress = if to_stdout && std::io::stdout().is_terminal() {
+                indicatif::ProgressDrawTarget::hidden()
+            } else {
+                indicatif::ProgressDrawTarget::stderr()
+            };
+            let report = export::export(&args, progress, &mut stdout).await?;
+            eprintln!("{}", report.summary(&args.table));
+            Ok(true)
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! `ddb req` and `ddb pub`: one op, as `nats req ddb.ops '<op>'` / `nats pub ddb.ops '<op>'`
-//! would send it, on the same subjects with the same JSON.
+//! would send it, on the same subjects with the same JSON. `ddb req --all` pages through a
+//! SEARCH (see [`crate::paging`]) and streams every row.
 
+use crate::paging::{is_broken_pipe, paged_search, write_json_lines, Pager};
 use crate::table::Table;
 use crate::{request_json, subject_of, target, ConnectArgs};
 use anyhow::{bail, Context};
 use ddb::client::DdbClient;
 use ddb::reply::Reply;
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 use std::io::{Read, Write};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -19,6 +21,13 @@ pub struct ReqArgs {
     /// Show SEARCH rows (and CHECKSUM tables) as a text table instead of JSON.
     #[arg(long)]
     pub table: bool,
+    /// SEARCH only: follow `next` to the last page, printing rows as they arrive: one JSON
+    /// object per line, or with --table one table per page.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: rows per page when the SEARCH has no `limit` [default: 10000].
+    #[arg(long, requires = "all", value_parser = clap::value_parser!(u64).range(1..))]
+    pub page_size: Option<u64>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -66,13 +75,27 @@ pub fn read_op(arg: Option<&str>, stdin: &mut dyn Read) -> anyhow::Result<String
     Ok(text.to_owned())
 }
 
-/// Sends one op and prints the reply; returns whether the reply says `ok`.
+/// Sends one op and prints the reply; returns whether the reply says `ok`. With `--all`, every
+/// page of the SEARCH instead; a page that fails is an error (a [`crate::paging::PageError`]).
 pub async fn req(
     args: &ReqArgs,
     stdin: &mut dyn Read,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
     let op = read_op(args.op.as_deref(), stdin)?;
+    if args.all {
+        let search = paged_search(&op, args.page_size)?;
+        let client = args.connect.connect().await?;
+        return send_all(
+            &client,
+            args.node.as_deref(),
+            search,
+            args.table,
+            args.connect.timeout(),
+            out,
+        )
+        .await;
+    }
     let client = args.connect.connect().await?;
     send(
         &client,
@@ -100,6 +123,59 @@ pub async fn send(
     Ok(ok)
 }
 
+/// The part of `req --all` after connecting: streams the rows of every page of `search`.
+pub async fn send_all(
+    client: &DdbClient,
+    node: Option<&str>,
+    search: Map<String, Json>,
+    as_table: bool,
+    timeout: std::time::Duration,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let pager = Pager::new(client, target(node), search, timeout);
+    match stream_pages(pager, as_table, out).await {
+        Err(e) if is_broken_pipe(&e) => Ok(true),
+        other => other.map(|()| true),
+    }
+}
+
+async fn stream_pages(
+    mut pager: Pager<'_>,
+    as_table: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    // Through the writer subject a failover can move later pages to another node; say so.
+    let mut nodes: Vec<String> = Vec::new();
+    let mut tables = 0usize;
+    while let Some(page) = pager.next_page().await? {
+        if !nodes.contains(&page.node) {
+            nodes.push(page.node.clone());
+        }
+        if !as_table {
+            write_json_lines(&page.rows, out).context("cannot write the rows")?;
+        } else if !page.rows.is_empty() {
+            tables += 1;
+            let gap = if tables > 1 { "\n" } else { "" };
+            let text = format!("{gap}{}", Table::from_rows(&page.rows).render());
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .context("cannot write the rows")?;
+        }
+    }
+    if as_table {
+        let (rows, pages) = (pager.rows(), pager.pages());
+        writeln!(
+            out,
+            "({rows} row{} in {pages} page{}; node{} {})",
+            if rows == 1 { "" } else { "s" },
+            if pages == 1 { "" } else { "s" },
+            if nodes.len() == 1 { "" } else { "s" },
+            nodes.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
 /// Pretty JSON, or with `as_table` the rows as a table followed by a one-line summary.
 pub fn print_reply(reply: &Json, as_table: bool, out: &mut dyn Write) -> std::io::Result<()> {
     if !as_table {
@@ -125,9 +201,15 @@ pub fn print_reply(reply: &Json, as_table: bool, out: &mut dyn Write) -> std::io
             write!(out, "{}", Table::from_rows(rows).render())?;
         }
         let n = rows.len();
+        // The typed reply is read for display only; the cursor comes from the wire JSON so
+        // that this works with any reply type.
+        let more = match reply.get("next").and_then(Json::as_str) {
+            Some(next) => format!("; more rows: re-send with \"after\":\"{next}\", or use --all"),
+            None => String::new(),
+        };
         return writeln!(
             out,
-            "({n} row{}; {})",
+            "({n} row{}; {}{more})",
             if n == 1 { "" } else { "s" },
             summary(&r)
         );
@@ -214,6 +296,36 @@ mod tests {
         assert!(read_op(Some("-"), &mut input).unwrap().contains("\"c\""));
     }
 
+    fn parse(args: &[&str]) -> Result<ReqArgs, String> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ReqArgs,
+        }
+        Cli::try_parse_from(std::iter::once("req").chain(args.iter().copied()))
+            .map(|c| c.args)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn all_and_page_size_parse_and_page_size_needs_all() {
+        let a = parse(&["{}"]).unwrap();
+        assert!(!a.all);
+        assert_eq!(a.page_size, None);
+        let a = parse(&["--all", "--table", "--node", "slave1", "{}"]).unwrap();
+        assert!(a.all && a.table);
+        assert_eq!(a.node.as_deref(), Some("slave1"));
+        assert_eq!(a.page_size, None, "the default is chosen by paged_search");
+        let a = parse(&["--all", "--page-size", "1000"]).unwrap();
+        assert_eq!(a.page_size, Some(1000));
+        assert_eq!(a.op, None, "the op then comes from stdin");
+        let e = parse(&["--page-size", "1000", "{}"]).unwrap_err();
+        assert!(e.contains("--all"), "{e}");
+        assert!(parse(&["--all", "--page-size", "0"]).is_err());
+        assert!(parse(&["--all", "--page-size", "-3"]).is_err());
+    }
+
     #[test]
     fn bad_input_is_refused_before_sending() {
         let mut empty: &[u8] = b"";
@@ -259,6 +371,14 @@ mod tests {
         );
         let s = shown(json!({"ok":true,"node":"m","seq":1,"rows":[]}), true);
         assert_eq!(s, "(0 rows; node m, seq 1)\n");
+        let s = shown(
+            json!({"ok":true,"node":"m","seq":1,"rows":[{"id":1}],"next":"k1"}),
+            true,
+        );
+        assert_eq!(
+            s,
+            " id\n----\n  1\n(1 row; node m, seq 1; more rows: re-send with \"after\":\"k1\", or use --all)\n"
+        );
         let s = shown(
             json!({"ok":true,"node":"m","seq":1,"tables":[{"table":"users","rows":2,"checksum":"ab"}]}),
             true,

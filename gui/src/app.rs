@@ -5,7 +5,7 @@ use crate::connection::{self, Command, Commands, Event, Link, Request, Settings,
 use crate::form::{self, Field, Form, OpKind};
 use crate::history::{Entry, History};
 use crate::nodes::{Nodes, TargetOption};
-use crate::results::{Done, Outcome, Pending, ResultView};
+use crate::results::{first_page, Done, Outcome, Pending, ResultView};
 use crate::script::{self, Step};
 use crate::verify::{Verified, VerifyPending};
 use ddb::client::Target;
@@ -72,6 +72,8 @@ pub enum Message {
     CopyResult,
     /// Sends the refused write of the last result to `<prefix>.ops`.
     ResendToWriter,
+    /// Sends the last SEARCH again with `after` = its reply's `next`, to the same target.
+    NextPage,
     /// Fills min_seq with the seq of the last write.
     UseLastSeq,
     /// The Verify button: CHECKSUM every table on every live node and compare.
@@ -189,9 +191,14 @@ impl App {
                         let form =
                             Form::from_request(&request).unwrap_or_else(|_| self.form.clone());
                         self.target = Target::Writer;
-                        self.send(request, form);
+                        let page = first_page(form.op, &request);
+                        self.send(Target::Writer, request, form, page);
                     }
                 }
+                Task::none()
+            }
+            Message::NextPage => {
+                self.next_page();
                 Task::none()
             }
             Message::UseLastSeq => {
@@ -235,13 +242,30 @@ impl App {
         match self.form.build_request() {
             Ok(request) => {
                 let form = self.form.clone();
-                self.send(request, form);
+                let page = first_page(form.op, &request);
+                self.send(self.target.clone(), request, form, page);
             }
             Err(e) => self.notice = Some(e.to_string()),
         }
     }
 
-    fn send(&mut self, request: Json, form: Form) {
+    /// The next page of the SEARCH shown. The form is left as the user has it (Execute
+    /// still asks for the first page); the history entry gets the page's own form, cursor
+    /// included, so that reloading it shows what was sent.
+    fn next_page(&mut self) {
+        let Outcome::Done(done) = &self.outcome else {
+            return;
+        };
+        let Some(request) = done.next_page_request() else {
+            return;
+        };
+        let target = done.target.clone();
+        let page = done.page.map(|n| n + 1);
+        let form = Form::from_request(&request).unwrap_or_else(|_| self.form.clone());
+        self.send(target, request, form, page);
+    }
+
+    fn send(&mut self, target: Target, request: Json, form: Form, page: Option<u32>) {
         let Some(commands) = self.commands.as_mut() else {
             self.notice = Some(format!(
                 "not connected to NATS yet ({}); the request was not sent",
@@ -253,19 +277,22 @@ impl App {
         self.next_id += 1;
         let command = Command::Request(Request {
             id,
-            target: self.target.clone(),
+            target: target.clone(),
             payload: request.clone(),
         });
         if let Err(e) = commands.send(command) {
             self.notice = Some(e);
             return;
         }
-        let target_label = self.nodes.target_label(&self.settings.prefix, &self.target);
-        let title = form.title();
+        let target_label = self.nodes.target_label(&self.settings.prefix, &target);
+        let title = match page {
+            Some(n) if n > 1 => format!("{} · page {n}", form.title()),
+            _ => form.title(),
+        };
         self.history.push(Entry {
             id,
             form: form.clone(),
-            target: self.target.clone(),
+            target: target.clone(),
             title: title.clone(),
             target_label: target_label.clone(),
             done: None,
@@ -274,9 +301,10 @@ impl App {
             id,
             op: form.op,
             title,
-            target: self.target.clone(),
+            target,
             target_label,
             request,
+            page,
             started: Instant::now(),
         });
         self.notice = None;

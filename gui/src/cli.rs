@@ -1,4 +1,4 @@
-//! Command-line flags (DESIGN "Command-line contract": `ddb-gui [--nats URL[,URL...]] [--prefix ddb]`).
+//! Command-line flags (docs/design.md "Command-line contract": `ddb-gui [--nats URL[,URL...]] [--prefix ddb]`).
 
 use crate::app::Config;
 use crate::connection::Settings;

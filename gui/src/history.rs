@@ -112,6 +112,7 @@ mod tests {
             target: Target::Writer,
             target_label: String::new(),
             request: json!({}),
+            page: None,
             result: Ok(r),
             elapsed: Duration::ZERO,
         }

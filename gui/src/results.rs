@@ -19,7 +19,16 @@ pub struct Pending {
     pub target: Target,
     pub target_label: String,
     pub request: Json,
+    /// Which page of a SEARCH this asks for; `None` when not known (a cursor typed by
+    /// hand) or not a SEARCH.
+    pub page: Option<u32>,
     pub started: Instant,
+}
+
+/// The page a SEARCH sent from the form asks for: the first, unless it carries a cursor
+/// (typed by hand, so its page is unknown).
+pub fn first_page(op: OpKind, request: &Json) -> Option<u32> {
+    (op == OpKind::Search && request.get("after").is_none()).then_some(1)
 }
 
 /// A request and what came back.
@@ -31,6 +40,8 @@ pub struct Done {
     pub target: Target,
     pub target_label: String,
     pub request: Json,
+    /// See [`Pending::page`].
+    pub page: Option<u32>,
     /// The node's reply (which may be an error reply), or why there was none.
     pub result: Result<Reply, DdbError>,
     pub elapsed: Duration,
@@ -45,6 +56,7 @@ impl Done {
             target: p.target,
             target_label: p.target_label,
             request: p.request,
+            page: p.page,
             result,
             elapsed,
         }
@@ -85,6 +97,7 @@ impl Done {
                 let r = self.reply().cloned().unwrap_or_default();
                 if let Some(rows) = &r.rows {
                     parts.push(plural(rows.len() as u64, "row"));
+                    parts.extend(self.page_label());
                 } else if let Some(tables) = &r.tables {
                     parts.push(plural(tables.len() as u64, "table"));
                 } else if let Some(n) = r.affected.filter(|_| self.counts_rows()) {
@@ -104,6 +117,36 @@ impl Done {
             parts.push(node.to_owned());
         }
         parts.join(" · ")
+    }
+
+    /// The cursor of the page after this one, when a SEARCH reply says more rows follow.
+    pub fn next_cursor(&self) -> Option<&str> {
+        self.reply()
+            .filter(|r| r.ok && self.op == OpKind::Search)
+            .and_then(|r| r.next.as_deref())
+    }
+
+    /// The same SEARCH again, asking for the rows after this page: the cursor only
+    /// belongs to the request it came from, so nothing else may change.
+    pub fn next_page_request(&self) -> Option<Json> {
+        let cursor = self.next_cursor()?;
+        let mut request = self.request.clone();
+        request
+            .as_object_mut()?
+            .insert("after".into(), Json::String(cursor.to_owned()));
+        Some(request)
+    }
+
+    /// "page 2, more follow", "page 3 (last)"; nothing for a SEARCH that came back whole.
+    pub fn page_label(&self) -> Option<String> {
+        let more = self.next_cursor().is_some();
+        match self.page {
+            Some(1) if !more => None,
+            Some(n) if more => Some(format!("page {n}, more follow")),
+            Some(n) => Some(format!("page {n} (last)")),
+            None if more => Some("more follow".to_owned()),
+            None => None,
+        }
     }
 
     /// Whether `affected` means something for this op (row writes, not DDL).
@@ -154,7 +197,18 @@ impl Done {
                 Some("The request could not be sent: check the NATS connection in the header.".into())
             }
             ErrorCode::DbNotFound => Some("Create it first with CREATE_DB.".into()),
-            ErrorCode::TableNotFound => Some("Create it first with CREATE_TABLE.".into()),
+            ErrorCode::TableNotFound if self.op != OpKind::DropTable => {
+                Some("Create it first with CREATE_TABLE.".into())
+            }
+            ErrorCode::IndexExists => Some(
+                "Index names are unique within a database: pick another name, or DROP_INDEX the old one first.".into(),
+            ),
+            ErrorCode::IndexNotFound => Some(
+                "No index of that name in this database: check the name it was created with.".into(),
+            ),
+            ErrorCode::TooLarge if self.op == OpKind::Search => Some(
+                "Too many rows for one reply: set a limit, then use Next page for the rest.".into(),
+            ),
             ErrorCode::Timeout if self.request.get("min_seq").is_some() => Some(
                 "The node has not applied the log up to min_seq yet; is it lagging or broken?".into(),
             ),
@@ -306,6 +360,7 @@ mod tests {
             target,
             target_label: "x".into(),
             request: json!({"op":"SEARCH","db":"mydb","table":"users"}),
+            page: Some(1),
             result,
             elapsed: Duration::from_millis(3),
         }
@@ -400,6 +455,72 @@ mod tests {
         assert!(err.raw_json().contains("table_not_found"));
         let broken = done(Target::Writer, Ok(reply(json!({"ok":false,"node":"m"}))));
         assert_eq!(broken.error().unwrap().code, ErrorCode::Internal);
+    }
+
+    #[test]
+    fn search_pages_know_their_number_and_the_request_for_the_next() {
+        let mut first = done(
+            Target::Node("slave1".into()),
+            Ok(reply(
+                json!({"ok":true,"node":"slave1","rows":[{"id":1}],"next":"c1"}),
+            )),
+        );
+        assert_eq!(first.next_cursor(), Some("c1"));
+        assert_eq!(
+            first.next_page_request().unwrap(),
+            json!({"op":"SEARCH","db":"mydb","table":"users","after":"c1"})
+        );
+        assert_eq!(first.summary(), "1 row · page 1, more follow · slave1");
+        first.page = Some(4);
+        assert_eq!(first.page_label().as_deref(), Some("page 4, more follow"));
+        let mut whole = done(
+            Target::Writer,
+            Ok(reply(json!({"ok":true,"node":"m","rows":[]}))),
+        );
+        assert_eq!(
+            (whole.page_label(), whole.next_page_request()),
+            (None, None)
+        );
+        assert_eq!(whole.summary(), "0 rows · m");
+        whole.page = Some(2);
+        assert_eq!(whole.page_label().as_deref(), Some("page 2 (last)"));
+        // Only a SEARCH pages; `next` on anything else is not a cursor.
+        let mut checksum = first.clone();
+        checksum.op = OpKind::Checksum;
+        assert_eq!(checksum.next_cursor(), None);
+        assert_eq!(first_page(OpKind::Search, &json!({"op":"SEARCH"})), Some(1));
+        assert_eq!(
+            first_page(OpKind::Search, &json!({"op":"SEARCH","after":"c"})),
+            None
+        );
+        assert_eq!(first_page(OpKind::Insert, &json!({"op":"INSERT"})), None);
+    }
+
+    #[test]
+    fn schema_errors_and_too_large_searches_get_hints() {
+        let hint = |op: OpKind, code: &str| {
+            let mut d = done(
+                Target::Writer,
+                Ok(reply(
+                    json!({"ok":false,"node":"master","error":{"code":code,"message":"m"}}),
+                )),
+            );
+            d.op = op;
+            d.hint(&Nodes::default(), "ddb")
+        };
+        assert!(hint(OpKind::CreateIndex, "index_exists")
+            .unwrap()
+            .contains("DROP_INDEX"));
+        assert!(hint(OpKind::DropIndex, "index_not_found")
+            .unwrap()
+            .contains("No index"));
+        assert!(hint(OpKind::Search, "too_large")
+            .unwrap()
+            .contains("Next page"));
+        assert_eq!(hint(OpKind::DropTable, "table_not_found"), None);
+        assert!(hint(OpKind::AddColumn, "table_not_found")
+            .unwrap()
+            .contains("CREATE_TABLE"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! What the node binaries share: their flags (DESIGN "Command-line contract"), logging set-up
+//! What the node binaries share: their flags (docs/design.md "Command-line contract"), logging set-up
 //! and the shutdown signal.
 
 use crate::connect::NatsOptions;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How to reach NATS: the flags every ddb program shares (nodes, GUI, CLI), each also read
-/// from an environment variable (DESIGN "Command-line contract").
+/// from an environment variable (docs/design.md "Command-line contract").
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated for a cluster.
@@ -77,7 +77,7 @@ pub struct NodeArgs {
     /// Replicas of the log stream when this node creates it (3 on a 3-server cluster).
     #[arg(long, env = "DDB_LOG_REPLICAS", default_value_t = 1)]
     pub log_replicas: usize,
-    /// Drop log entries older than this many seconds (0: keep all; see DESIGN "Log retention").
+    /// Drop log entries older than this many seconds (0: keep all; see docs/design.md "Log retention").
     #[arg(long, env = "DDB_LOG_MAX_AGE_S", default_value_t = 0)]
     pub log_max_age_s: u64,
     /// Bound the log's size in bytes (-1: no bound).
@@ -92,6 +92,11 @@ pub struct NodeArgs {
     /// Most waiting writes committed together (one transaction, one log entry).
     #[arg(long, env = "DDB_MAX_BATCH", default_value_t = 256)]
     pub max_batch: usize,
+    /// A SEARCH or CHECKSUM statement, or a write's statements on the node that takes it,
+    /// running longer than this is cancelled and answered `timeout` (0: no limit). Replaying
+    /// the log is never cut short.
+    #[arg(long, env = "DDB_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub query_timeout_ms: u64,
     /// CPU priority (Unix nice value) this node lowers itself to at start; 0 leaves it as
     /// started. Slaves default to 10: applying the log is background work, and on a host shared
     /// with the master or nats-server it should leave the CPU to the write path.
@@ -131,6 +136,8 @@ impl NodeArgs {
         cfg.limits.max_request_bytes = self.max_request_bytes;
         cfg.limits.max_rows_per_insert = self.max_rows_per_insert;
         cfg.max_batch = self.max_batch;
+        cfg.query_timeout =
+            (self.query_timeout_ms > 0).then(|| Duration::from_millis(self.query_timeout_ms));
         cfg
     }
 }

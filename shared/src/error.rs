@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Every error a node replies with carries exactly one of these codes (DESIGN "Wire format").
+/// Every error a node replies with carries exactly one of these codes (docs/design.md "Wire format").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -21,10 +21,12 @@ pub enum ErrorCode {
     Timeout,
     TooLarge,
     Internal,
+    IndexExists,
+    IndexNotFound,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::TypeMismatch,
@@ -40,6 +42,8 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::TooLarge,
         ErrorCode::Internal,
+        ErrorCode::IndexExists,
+        ErrorCode::IndexNotFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,8 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Internal => "internal",
+            ErrorCode::IndexExists => "index_exists",
+            ErrorCode::IndexNotFound => "index_not_found",
         }
     }
 }

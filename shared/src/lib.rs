@@ -1,5 +1,5 @@
 //! ddb's library: the op model and wire format, the stores, the replication log and the node
-//! runtime that `ddb-master` and `ddb-slave` run. See DESIGN.md beside the workspace.
+//! runtime that `ddb-master` and `ddb-slave` run. See docs/design.md.
 
 pub mod cli;
 pub mod client;

@@ -29,7 +29,7 @@ pub struct LogEntry {
 /// One op decoded from an entry.
 #[derive(Debug, Clone)]
 pub struct LoggedOp {
-    pub op: WriteOp,
+    pub op: std::sync::Arc<WriteOp>,
     pub op_id: Option<String>,
 }
 
@@ -89,7 +89,7 @@ impl LogEntry {
                 )));
             }
             ops.push(LoggedOp {
-                op,
+                op: std::sync::Arc::new(op),
                 op_id: req.op_id,
             });
         }

@@ -3,7 +3,7 @@
 use crate::error::{DdbError, ErrorCode};
 use serde::{Serialize, Serializer};
 
-/// Longest accepted name, from DESIGN's `^[A-Za-z_][A-Za-z0-9_]{0,63}$`.
+/// Longest accepted name, from the name grammar `^[A-Za-z_][A-Za-z0-9_]{0,63}$` (docs/design.md "Wire format").
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Names starting with this prefix are kept for ddb's own bookkeeping tables and files.

@@ -26,6 +26,9 @@ pub struct Reply {
     pub rows: Option<Vec<Map<String, Json>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<TableChecksum>>,
+    /// SEARCH paging: the cursor for the next page (send it back as `after`); absent at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     /// Set when a retried `op_id` was found in the log: nothing was applied again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,

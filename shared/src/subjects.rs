@@ -1,4 +1,4 @@
-//! NATS subject names, all under one configurable prefix (DESIGN "Subjects").
+//! NATS subject names, all under one configurable prefix (docs/design.md "Subjects").
 
 /// The subjects and stream of one ddb deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]

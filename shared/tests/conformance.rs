@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "conformance/paging.rs"]
+mod paging;
+#[path = "conformance/schema_ops.rs"]
+mod schema_ops;
+
 /// Every await below is bounded: a hung store fails the test instead of hanging CI.
 async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(30), f)
@@ -36,8 +41,8 @@ impl Harness {
         let Op::Write(op) = parsed.op else {
             panic!("not a write: {req}")
         };
-        let mut txn = bounded(self.store.begin(op.db())).await?;
-        match bounded(txn.execute(&op)).await {
+        let mut txn = bounded(self.store.begin(op.db(), None)).await?;
+        match bounded(txn.execute_one(op)).await {
             Ok(n) => {
                 let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 bounded(txn.commit(seq)).await?;
@@ -68,7 +73,17 @@ impl Harness {
     async fn search(&self, req: Json) -> Result<Vec<Row>, DdbError> {
         let req = self.localise(req);
         match parse_request(req.to_string().as_bytes(), &Limits::default())?.op {
-            Op::Read(ReadOp::Search(s)) => bounded(self.store.search(&s)).await,
+            Op::Read(ReadOp::Search(s)) => bounded(self.store.search(&s, 0)).await.map(|p| p.rows),
+            other => panic!("not a search: {other:?}"),
+        }
+    }
+
+    async fn search_budget(&self, req: Json, budget: usize) -> Result<Vec<Row>, DdbError> {
+        let req = self.localise(req);
+        match parse_request(req.to_string().as_bytes(), &Limits::default())?.op {
+            Op::Read(ReadOp::Search(s)) => {
+                bounded(self.store.search(&s, budget)).await.map(|p| p.rows)
+            }
             other => panic!("not a search: {other:?}"),
         }
     }
@@ -125,6 +140,8 @@ async fn run_suite(store: Arc<dyn Store>, prefix: &str) {
     hostile_values(&h).await;
     checksums(&h).await;
     applied_seqs(&h).await;
+    schema_ops::schema_ops(&h).await;
+    paging::paging(&h).await;
     h.cleanup().await;
 }
 
@@ -487,23 +504,23 @@ async fn transactions(h: &Harness) {
     let db = Name::parse_db(&h.db("txn")).unwrap();
     // Several ops in one transaction: the failing one (a duplicate key inside a multi-row
     // insert) leaves no trace, the others commit together.
-    let mut txn = bounded(h.store.begin(&db)).await.unwrap();
+    let mut txn = bounded(h.store.begin(&db, None)).await.unwrap();
     assert_eq!(
-        bounded(txn.execute(&parse(
+        bounded(txn.execute_one(parse(
             json!({"op":"INSERT","db":"txn","table":"t","data":[{"id":1},{"id":2}]})
         )))
         .await
         .unwrap(),
         2
     );
-    let err = bounded(txn.execute(&parse(
+    let err = bounded(txn.execute_one(parse(
         json!({"op":"INSERT","db":"txn","table":"t","data":[{"id":3},{"id":1}]}),
     )))
     .await
     .unwrap_err();
     assert_eq!(err.code, ErrorCode::Constraint);
     assert_eq!(
-        bounded(txn.execute(&parse(
+        bounded(txn.execute_one(parse(
             json!({"op":"INSERT","db":"txn","table":"t","data":{"id":4}})
         )))
         .await
@@ -517,8 +534,8 @@ async fn transactions(h: &Harness) {
     );
     assert_eq!(bounded(h.store.applied_seq(&db)).await.unwrap(), 1_000);
     // A rolled-back transaction leaves nothing, not even its applied seq.
-    let mut txn = bounded(h.store.begin(&db)).await.unwrap();
-    bounded(txn.execute(&parse(
+    let mut txn = bounded(h.store.begin(&db, None)).await.unwrap();
+    bounded(txn.execute_one(parse(
         json!({"op":"DELETE","db":"txn","table":"t","condition":{}}),
     )))
     .await
@@ -531,15 +548,15 @@ async fn transactions(h: &Harness) {
     assert_eq!(bounded(h.store.applied_seq(&db)).await.unwrap(), 1_000);
     // A rolled-back CREATE_DB leaves no database behind.
     let fresh = Name::parse_db(&h.db("txn_fresh")).unwrap();
-    let mut txn = bounded(h.store.begin(&fresh)).await.unwrap();
-    bounded(txn.execute(&parse(json!({"op":"CREATE_DB","db":"txn_fresh"}))))
+    let mut txn = bounded(h.store.begin(&fresh, None)).await.unwrap();
+    bounded(txn.execute_one(parse(json!({"op":"CREATE_DB","db":"txn_fresh"}))))
         .await
         .unwrap();
     bounded(txn.rollback()).await.unwrap();
     assert!(!bounded(h.store.databases()).await.unwrap().contains(&fresh));
     // A dropped transaction (a cancelled task) also leaves nothing.
-    let mut txn = bounded(h.store.begin(&db)).await.unwrap();
-    bounded(txn.execute(&parse(
+    let mut txn = bounded(h.store.begin(&db, None)).await.unwrap();
+    bounded(txn.execute_one(parse(
         json!({"op":"DELETE","db":"txn","table":"t","condition":{}}),
     )))
     .await
@@ -724,11 +741,30 @@ async fn applied_seqs(h: &Harness) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("sqlite://{}", dir.path().display()), "test")
-        .await
-        .unwrap();
+    let store = store::open(
+        &format!("sqlite://{}", dir.path().display()),
+        "test",
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     run_suite(store.clone(), "").await;
     bounded(store.close()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cancels_a_read_at_the_query_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    paging::query_timeout(&format!("sqlite://{}", dir.path().display()), "test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mssql_cancels_a_read_at_the_query_timeout() {
+    let Ok(url) = std::env::var("DDB_TEST_MSSQL") else {
+        eprintln!("skipped: DDB_TEST_MSSQL not set");
+        return;
+    };
+    paging::query_timeout(&url, &format!("ddbtest{}", std::process::id())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -736,7 +772,9 @@ async fn sqlite_survives_a_reopen_and_cleans_up_crash_leftovers() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().display());
     {
-        let store = store::open(&url, "test").await.unwrap();
+        let store = store::open(&url, "test", &Default::default())
+            .await
+            .unwrap();
         let h = Harness {
             store: store.clone(),
             seq: AtomicU64::new(10),
@@ -753,7 +791,9 @@ async fn sqlite_survives_a_reopen_and_cleans_up_crash_leftovers() {
     }
     // A CREATE_DB that crashed before its commit leaves a file without a committed meta row.
     std::fs::write(dir.path().join("halfmade.sqlite"), b"").unwrap();
-    let store = store::open(&url, "test").await.unwrap();
+    let store = store::open(&url, "test", &Default::default())
+        .await
+        .unwrap();
     let names: Vec<String> = bounded(store.databases())
         .await
         .unwrap()
@@ -792,7 +832,9 @@ async fn mssql_passes_the_conformance_suite() {
         return;
     };
     let node = format!("ddbtest{}", std::process::id());
-    let store = bounded(store::open(&url, &node)).await.unwrap();
+    let store = bounded(store::open(&url, &node, &Default::default()))
+        .await
+        .unwrap();
     run_suite(store.clone(), "").await;
     bounded(store.close()).await.unwrap();
 }

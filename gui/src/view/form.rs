@@ -37,7 +37,11 @@ pub fn view(app: &App) -> Element<'_, Message> {
             } else {
                 button::secondary
             });
-        r.push(b)
+        r.push(style::with_help(
+            b,
+            format!("{}\nExample: {}", op.summary(), op.example()),
+            tooltip::Position::Bottom,
+        ))
     });
     let operation = labelled(
         "Operation",
@@ -123,8 +127,20 @@ fn labelled<'a>(
 
 fn field_row<'a>(app: &'a App, field: Field) -> Element<'a, Message> {
     let form = &app.form;
-    if field == Field::Columns {
-        return columns_row(form);
+    if field.is_columns() {
+        return columns_row(form, field);
+    }
+    if field == Field::Unique {
+        return labelled(
+            field.label(),
+            field.help().to_owned(),
+            checkbox(form.unique)
+                .label("refuse rows that repeat the values of these columns")
+                .text_size(13)
+                .on_toggle(|on| Message::Form(FormMessage::Unique(on)))
+                .into(),
+            form.error(field),
+        );
     }
     let mut input = text_input(field.placeholder_for(form.op), form.value(field))
         .id(ids::field(field))
@@ -157,13 +173,16 @@ fn field_row<'a>(app: &'a App, field: Field) -> Element<'a, Message> {
     )
 }
 
-/// CREATE_TABLE's columns: an editor (name, type, key, not null) or JSON.
-fn columns_row(form: &Form) -> Element<'_, Message> {
+/// An op's columns: an editor or JSON. CREATE_TABLE's rows have key and not null;
+/// ADD_COLUMN's do not, its new columns being nullable and outside the key.
+fn columns_row(form: &Form, field: Field) -> Element<'_, Message> {
+    let editor = form.editor(field);
+    let table_columns = field == Field::Columns;
     let mode_button = |label: &'static str, mode: ColumnsMode| {
         button(text(label).size(12))
             .padding([3, 10])
             .on_press(Message::Form(FormMessage::ColumnsMode(mode)))
-            .style(if form.columns_mode == mode {
+            .style(if editor.mode == mode {
                 button::primary
             } else {
                 button::secondary
@@ -174,10 +193,10 @@ fn columns_row(form: &Form) -> Element<'_, Message> {
         mode_button("JSON", ColumnsMode::Json)
     ]
     .spacing(4);
-    let body: Element<'_, Message> = match form.columns_mode {
-        ColumnsMode::Json => text_input(Field::Columns.placeholder(), form.value(Field::Columns))
-            .id(ids::field(Field::Columns))
-            .on_input(|v| Message::Form(FormMessage::Edited(Field::Columns, v)))
+    let body: Element<'_, Message> = match editor.mode {
+        ColumnsMode::Json => text_input(field.placeholder(), form.value(field))
+            .id(ids::field(field))
+            .on_input(move |v| Message::Form(FormMessage::Edited(field, v)))
             .on_submit(Message::Execute)
             .font(Font::MONOSPACE)
             .size(14)
@@ -186,35 +205,46 @@ fn columns_row(form: &Form) -> Element<'_, Message> {
             .into(),
         ColumnsMode::Editor => {
             let mut rows = column![].spacing(6);
-            for (i, c) in form.columns.iter().enumerate() {
+            for (i, c) in editor.rows.iter().enumerate() {
+                let mut line = row![
+                    text_input("column name", &c.name)
+                        .on_input(move |v| Message::Form(FormMessage::ColumnName(i, v)))
+                        .on_submit(Message::Execute)
+                        .size(14)
+                        .padding(6)
+                        .width(Fill),
+                    pick_list(&ColType::ALL[..], Some(c.ty), move |t| {
+                        Message::Form(FormMessage::ColumnType(i, t))
+                    })
+                    .text_size(14)
+                    .width(100),
+                ]
+                .spacing(10)
+                .align_y(Center);
+                if table_columns {
+                    line = line
+                        .push(
+                            checkbox(c.primary_key)
+                                .label("key")
+                                .text_size(13)
+                                .on_toggle(move |on| Message::Form(FormMessage::ColumnKey(i, on))),
+                        )
+                        .push(
+                            checkbox(c.not_null)
+                                .label("not null")
+                                .text_size(13)
+                                .on_toggle(move |on| {
+                                    Message::Form(FormMessage::ColumnNotNull(i, on))
+                                }),
+                        );
+                }
                 rows = rows.push(
-                    row![
-                        text_input("column name", &c.name)
-                            .on_input(move |v| Message::Form(FormMessage::ColumnName(i, v)))
-                            .on_submit(Message::Execute)
-                            .size(14)
-                            .padding(6)
-                            .width(Fill),
-                        pick_list(&ColType::ALL[..], Some(c.ty), move |t| {
-                            Message::Form(FormMessage::ColumnType(i, t))
-                        })
-                        .text_size(14)
-                        .width(100),
-                        checkbox(c.primary_key)
-                            .label("key")
-                            .text_size(13)
-                            .on_toggle(move |on| Message::Form(FormMessage::ColumnKey(i, on))),
-                        checkbox(c.not_null)
-                            .label("not null")
-                            .text_size(13)
-                            .on_toggle(move |on| Message::Form(FormMessage::ColumnNotNull(i, on))),
+                    line.push(
                         button(text("✕").size(13))
                             .padding([4, 8])
                             .on_press(Message::Form(FormMessage::RemoveColumn(i)))
                             .style(button::text),
-                    ]
-                    .spacing(10)
-                    .align_y(Center),
+                    ),
                 );
             }
             rows.push(
@@ -227,11 +257,11 @@ fn columns_row(form: &Form) -> Element<'_, Message> {
         }
     };
     labelled(
-        "Columns",
-        Field::Columns.help().to_owned(),
+        field.label(),
+        field.help().to_owned(),
         column![row![modes, space::horizontal()], body]
             .spacing(6)
             .into(),
-        form.error(Field::Columns),
+        form.error(field),
     )
 }

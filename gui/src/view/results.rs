@@ -6,7 +6,7 @@ use super::style;
 use crate::app::{App, Message};
 use crate::results::{checksum_grid, rows_grid, Cell, Done, Grid, Outcome, ResultView};
 use crate::verify::{Verified, VerifyRow};
-use iced::widget::{button, column, container, row, scrollable, space, table, text};
+use iced::widget::{button, column, container, row, scrollable, space, table, text, tooltip};
 use iced::{Center, Element, Fill, Font};
 
 pub fn view(app: &App) -> Element<'_, Message> {
@@ -57,6 +57,9 @@ fn done_view<'a>(app: &'a App, done: &'a Done) -> Element<'a, Message> {
         if let Some(n) = reply.affected.filter(|_| done.counts_rows()) {
             facts = facts.push(text(format!("{n} affected")).size(14));
         }
+        if let Some(page) = done.page_label() {
+            facts = facts.push(text(page).size(14).font(style::BOLD));
+        }
         if reply.duplicate {
             facts = facts.push(
                 text("duplicate op_id: not applied again")
@@ -88,14 +91,23 @@ fn done_view<'a>(app: &'a App, done: &'a Done) -> Element<'a, Message> {
                 button::secondary
             })
     };
-    let tabs = row![
+    let mut tabs = row![
         tab("Rows", ResultView::Table),
-        tab("Raw JSON", ResultView::Json),
-        space::horizontal(),
-        copy_button(),
+        tab("Raw JSON", ResultView::Json)
     ]
     .spacing(6)
     .align_y(Center);
+    if done.next_cursor().is_some() {
+        tabs = tabs.push(style::with_help(
+            button(text("Next page").size(13))
+                .padding([4, 12])
+                .on_press(Message::NextPage)
+                .style(button::primary),
+            "The same SEARCH again, to the same node, with after = this reply's next:\nthe rows that follow replace these.",
+            tooltip::Position::Top,
+        ));
+    }
+    let tabs = tabs.push(space::horizontal()).push(copy_button());
 
     let mut content = column![facts].spacing(10);
     if let Some(e) = done.error() {

@@ -1,4 +1,4 @@
-//! The apply path (DESIGN "Replication" step 5): read the whole log in order through this
+//! The apply path (docs/design.md "Replication" step 5): read the whole log in order through this
 //! node's durable consumer and apply each entry exactly once. A database's applied seq is
 //! committed in the same transaction as its ops, so a crash anywhere replays nothing twice.
 //! While catching up, consecutive entries of one database share one transaction.
@@ -273,7 +273,7 @@ pub(super) async fn apply_entries(
 
 fn touches_db_lifecycle(ops: &[LoggedOp]) -> bool {
     ops.iter()
-        .any(|o| matches!(o.op, WriteOp::CreateDb { .. } | WriteOp::DropDb { .. }))
+        .any(|o| matches!(*o.op, WriteOp::CreateDb { .. } | WriteOp::DropDb { .. }))
 }
 
 async fn apply_chunk(
@@ -282,23 +282,39 @@ async fn apply_chunk(
     chunk: &[(u64, Vec<LoggedOp>)],
 ) -> Result<(), DdbError> {
     let started = Instant::now();
-    let mut txn = node.store.begin(db).await?;
-    for (seq, ops) in chunk {
-        for o in ops {
-            if let Err(e) = txn.execute(&o.op).await {
-                let _ = txn.rollback().await;
-                return Err(DdbError::new(
-                    e.code,
-                    format!("entry {seq}, {} on {db}: {}", o.op.name(), e.message),
-                ));
-            }
+    // Replaying the log is never cut short: it applies what a writer already applied.
+    let mut txn = node.store.begin(db, None).await?;
+    let mut ops = Vec::new();
+    let mut origin = Vec::new();
+    for (seq, logged) in chunk {
+        for o in logged {
+            ops.push(o.op.clone());
+            origin.push(*seq);
         }
+    }
+    let results = txn.execute(ops.clone()).await;
+    if let Some(i) = results.iter().position(Result::is_err) {
+        let _ = txn.rollback().await;
+        let e = results
+            .into_iter()
+            .nth(i)
+            .and_then(Result::err)
+            .unwrap_or_else(|| DdbError::internal("unknown failure"));
+        return Err(DdbError::new(
+            e.code,
+            format!(
+                "entry {}, {} on {db}: {}",
+                origin[i],
+                ops[i].name(),
+                e.message
+            ),
+        ));
     }
     let last = chunk[chunk.len() - 1].0;
     txn.commit(last).await?;
     for (seq, ops) in chunk {
         for o in ops {
-            match &o.op {
+            match &*o.op {
                 WriteOp::CreateDb { db } => node.note_database(db, true),
                 WriteOp::DropDb { db } => node.note_database(db, false),
                 _ => {}

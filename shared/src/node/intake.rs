@@ -194,7 +194,7 @@ async fn handle(node: &NodeRef, in_flight: &Arc<Semaphore>, msg: Message) {
             node.writers.submit(
                 node,
                 Job {
-                    op,
+                    op: Arc::new(op),
                     op_id: request.op_id,
                     reply: to,
                 },
@@ -220,20 +220,14 @@ async fn serve_read(node: &NodeRef, read: ReadOp, min_seq: Option<u64>) -> Resul
     reply.seq = Some(node.position());
     match read {
         ReadOp::Search(s) => {
-            let rows = node.store.search(&s).await?;
-            reply.rows = Some(rows);
+            // The reply may be no larger than the server carries; the store stops reading
+            // as soon as it would be.
+            let page = node.store.search(&s, node.max_payload).await?;
+            reply.rows = Some(page.rows);
+            reply.next = page.next;
         }
         ReadOp::Checksum { db, table } => {
-            // A checksum reads whole tables (seconds for millions of rows): keep it off the
-            // runtime's thread, which also carries the heartbeats (nodes run one thread).
-            let store = node.store.clone();
-            let handle = tokio::runtime::Handle::current();
-            let sums = tokio::task::spawn_blocking(move || {
-                handle.block_on(async { store.checksum(&db, table.as_ref()).await })
-            })
-            .await
-            .map_err(|e| DdbError::internal(format!("checksum task failed: {e}")))??;
-            reply.tables = Some(sums);
+            reply.tables = Some(node.store.checksum(&db, table.as_ref()).await?);
         }
     }
     Ok(reply)

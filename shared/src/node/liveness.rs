@@ -1,5 +1,5 @@
 //! Heartbeats out, the master's heartbeats in, and the failover decisions they drive
-//! (DESIGN "Failover").
+//! (docs/design.md "Failover").
 
 use super::{Mode, NodeRef, Role};
 use crate::heartbeat::Heartbeat;

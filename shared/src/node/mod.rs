@@ -1,4 +1,4 @@
-//! The node runtime that `ddb-master` and `ddb-slave` run (DESIGN "Replication", "Failover",
+//! The node runtime that `ddb-master` and `ddb-slave` run (docs/design.md "Replication", "Failover",
 //! "Reads"): the log reader that applies entries, the writer that appends them, the intake
 //! that answers requests, and the heartbeats that drive failover.
 
@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Most ops committed together in one store transaction and one log entry.
     pub max_batch: usize,
+    /// Longest a read statement, or one write on the node that takes it, may run.
+    pub query_timeout: Option<Duration>,
 }
 
 impl NodeConfig {
@@ -54,6 +56,7 @@ impl NodeConfig {
             stream: StreamSettings::default(),
             limits: Limits::default(),
             max_batch: 256,
+            query_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -81,7 +84,11 @@ pub async fn run(
     if cfg.max_batch == 0 {
         return Err(NodeError::Config("max batch must be at least 1".into()));
     }
-    let store = crate::store::open(&cfg.store, &cfg.name)
+    let store_options = crate::store::StoreOptions {
+        query_timeout: cfg.query_timeout,
+        ..Default::default()
+    };
+    let store = crate::store::open(&cfg.store, &cfg.name, &store_options)
         .await
         .map_err(NodeError::Store)?;
     let mut nats_opts = cfg.nats.clone();

@@ -1,4 +1,4 @@
-//! The write path (DESIGN "Replication" steps 1–4): per database, a queue in arrival order;
+//! The write path (docs/design.md "Replication" steps 1–4): per database, a queue in arrival order;
 //! a worker takes what is waiting, executes it in one store transaction, appends it to the
 //! log as one entry with the expected last sequence, and commits with the entry's seq.
 //! Nothing is committed that the log does not hold.
@@ -14,7 +14,7 @@ use crate::op::WriteOp;
 use crate::reply::Reply;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 const IDLE_EXIT: Duration = Duration::from_secs(60);
 
 pub(crate) struct Job {
-    pub op: WriteOp,
+    pub op: Arc<WriteOp>,
     pub op_id: Option<String>,
     pub reply: ReplyTo,
 }
@@ -34,7 +34,7 @@ impl Job {
     /// DROP_DB (which start or end a database).
     fn batchable(&self) -> bool {
         self.op_id.is_none()
-            && !matches!(self.op, WriteOp::CreateDb { .. } | WriteOp::DropDb { .. })
+            && !matches!(*self.op, WriteOp::CreateDb { .. } | WriteOp::DropDb { .. })
     }
 }
 
@@ -257,19 +257,19 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
         Err(e) => return all_fail(e),
     };
     let t_begin = Instant::now();
-    let mut txn = match node.store.begin(db).await {
+    let mut txn = match node.store.begin(db, node.cfg.query_timeout).await {
         Ok(t) => t,
         Err(e) => return all_fail(e),
     };
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut logged = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let r = txn.execute(&job.op).await;
-        if r.is_ok() {
-            logged.push((&job.op, job.op_id.as_deref()));
-        }
-        outcomes.push(r);
-    }
+    let outcomes = txn
+        .execute(jobs.iter().map(|j| j.op.clone()).collect())
+        .await;
+    let logged: Vec<(&WriteOp, Option<&str>)> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(job, _)| (&*job.op, job.op_id.as_deref()))
+        .collect();
     if logged.is_empty() {
         let _ = txn.rollback().await;
         return Attempt::Done(
@@ -305,7 +305,7 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
                 }
             }
             for job in jobs {
-                match &job.op {
+                match &*job.op {
                     WriteOp::CreateDb { db } => node.note_database(db, true),
                     WriteOp::DropDb { db } => node.note_database(db, false),
                     _ => {}

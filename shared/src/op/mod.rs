@@ -4,12 +4,13 @@
 //! code from [`ErrorCode`], never silently ignored, so a typo cannot turn into "update all rows".
 
 mod condition;
+mod ddl;
 mod fast_insert;
 mod schema;
 mod strict_json;
 
 pub use condition::{CmpOp, Condition, Predicate, Test, MAX_CONDITION_VALUES};
-pub use schema::{ColumnDef, TableSchema, MAX_COLUMNS};
+pub use schema::{ColumnDef, IndexDef, TableSchema, MAX_COLUMNS, MAX_INDEX_COLUMNS};
 
 use crate::error::{DdbError, ErrorCode};
 use crate::name::{truncate_for_message, Name};
@@ -31,6 +32,9 @@ impl Default for Limits {
         }
     }
 }
+
+/// The longest paging cursor accepted (a cursor holds one row's order-by and key values).
+pub const MAX_CURSOR_LEN: usize = 64 * 1024;
 
 /// The longest `op_id` accepted; it becomes a NATS header value.
 pub const MAX_OP_ID_LEN: usize = 128;
@@ -68,12 +72,39 @@ impl Op {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
-    CreateDb { db: Name },
-    CreateTable { db: Name, schema: TableSchema },
+    CreateDb {
+        db: Name,
+    },
+    CreateTable {
+        db: Name,
+        schema: TableSchema,
+    },
     Insert(Insert),
     Update(Update),
     Delete(Delete),
-    DropDb { db: Name },
+    DropDb {
+        db: Name,
+    },
+    CreateIndex {
+        db: Name,
+        table: Name,
+        index: IndexDef,
+    },
+    DropIndex {
+        db: Name,
+        table: Name,
+        index: Name,
+    },
+    DropTable {
+        db: Name,
+        table: Name,
+    },
+    /// New nullable columns, appended to the table's column order.
+    AddColumn {
+        db: Name,
+        table: Name,
+        columns: Vec<ColumnDef>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +148,8 @@ pub struct Search {
     /// `(column, descending)` in priority order.
     pub order_by: Vec<(Name, bool)>,
     pub limit: Option<u64>,
+    /// The opaque keyset cursor from the previous page's `next`.
+    pub after: Option<String>,
 }
 
 impl WriteOp {
@@ -128,14 +161,22 @@ impl WriteOp {
             WriteOp::Update(_) => "UPDATE",
             WriteOp::Delete(_) => "DELETE",
             WriteOp::DropDb { .. } => "DROP_DB",
+            WriteOp::CreateIndex { .. } => "CREATE_INDEX",
+            WriteOp::DropIndex { .. } => "DROP_INDEX",
+            WriteOp::DropTable { .. } => "DROP_TABLE",
+            WriteOp::AddColumn { .. } => "ADD_COLUMN",
         }
     }
 
     pub fn db(&self) -> &Name {
         match self {
-            WriteOp::CreateDb { db } | WriteOp::DropDb { db } | WriteOp::CreateTable { db, .. } => {
-                db
-            }
+            WriteOp::CreateDb { db }
+            | WriteOp::DropDb { db }
+            | WriteOp::CreateTable { db, .. }
+            | WriteOp::CreateIndex { db, .. }
+            | WriteOp::DropIndex { db, .. }
+            | WriteOp::DropTable { db, .. }
+            | WriteOp::AddColumn { db, .. } => db,
             WriteOp::Insert(i) => &i.db,
             WriteOp::Update(u) => &u.db,
             WriteOp::Delete(d) => &d.db,
@@ -168,6 +209,25 @@ impl WriteOp {
             WriteOp::Delete(d) => json!({
                 "op": "DELETE", "db": d.db, "table": d.table, "condition": d.condition.to_json(),
             }),
+            WriteOp::CreateIndex { db, table, index } => json!({
+                "op": "CREATE_INDEX", "db": db, "table": table, "index": index.name,
+                "columns": index.columns, "unique": index.unique,
+            }),
+            WriteOp::DropIndex { db, table, index } => json!({
+                "op": "DROP_INDEX", "db": db, "table": table, "index": index,
+            }),
+            WriteOp::DropTable { db, table } => json!({
+                "op": "DROP_TABLE", "db": db, "table": table,
+            }),
+            WriteOp::AddColumn { db, table, columns } => {
+                let schema = TableSchema {
+                    name: table.clone(),
+                    columns: columns.clone(),
+                    primary_key: Vec::new(),
+                    indexes: Vec::new(),
+                };
+                json!({"op": "ADD_COLUMN", "db": db, "table": table, "data": schema.columns_json()})
+            }
         }
     }
 }
@@ -445,6 +505,15 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
                     DdbError::bad_request("limit must be a non-negative integer")
                 })?),
             };
+            let after = match f.take("after") {
+                None | Some(Json::Null) => None,
+                Some(Json::String(s)) if !s.is_empty() && s.len() <= MAX_CURSOR_LEN => Some(s),
+                Some(_) => {
+                    return Err(DdbError::bad_request(
+                        "after must be the cursor string from a previous reply's \"next\"",
+                    ))
+                }
+            };
             Op::Read(ReadOp::Search(Search {
                 db,
                 table,
@@ -452,6 +521,7 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
                 columns,
                 order_by,
                 limit,
+                after,
             }))
         }
         "CHECKSUM" => {
@@ -463,11 +533,14 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
             };
             Op::Read(ReadOp::Checksum { db, table })
         }
+        "CREATE_INDEX" | "DROP_INDEX" | "DROP_TABLE" | "ADD_COLUMN" => {
+            Op::Write(ddl::parse(&op_upper, f)?)
+        }
         _ => {
             return Err(DdbError::new(
                 ErrorCode::BadRequest,
                 format!(
-                    "unknown op {:?}; use CREATE_DB, CREATE_TABLE, INSERT, UPDATE, DELETE, SEARCH, DROP_DB or CHECKSUM",
+                    "unknown op {:?}; use CREATE_DB, CREATE_TABLE, INSERT, UPDATE, DELETE, SEARCH, DROP_DB, CHECKSUM, CREATE_INDEX, DROP_INDEX, DROP_TABLE or ADD_COLUMN",
                     truncate_for_message(&op)
                 ),
             ))

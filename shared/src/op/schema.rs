@@ -15,12 +15,31 @@ pub struct ColumnDef {
     pub not_null: bool,
 }
 
-/// Columns in declared order, and the primary key (a subset, in key order).
+/// Most columns one index may cover (SQL Server allows 32 key columns; 16 is plenty).
+pub const MAX_INDEX_COLUMNS: usize = 16;
+
+/// A secondary index as CREATE_INDEX declares it. Index names are unique within a database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexDef {
+    pub name: Name,
+    pub columns: Vec<Name>,
+    pub unique: bool,
+}
+
+impl IndexDef {
+    pub fn to_json(&self) -> Json {
+        json!({"index": self.name, "columns": self.columns, "unique": self.unique})
+    }
+}
+
+/// Columns in declared order (ADD_COLUMN appends), the primary key (a subset, in key order)
+/// and the table's secondary indexes in creation order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSchema {
     pub name: Name,
     pub columns: Vec<ColumnDef>,
     pub primary_key: Vec<Name>,
+    pub indexes: Vec<IndexDef>,
 }
 
 impl TableSchema {
@@ -120,8 +139,148 @@ impl TableSchema {
             name: table,
             columns,
             primary_key: key,
+            indexes: Vec::new(),
         })
     }
+
+    /// Parses the `data` of ADD_COLUMN against this table: new, nullable columns only.
+    pub fn parse_new_columns(&self, data: &Json) -> Result<Vec<ColumnDef>, DdbError> {
+        let Json::Object(spec) = data else {
+            return Err(DdbError::bad_request(
+                "ADD_COLUMN data must be an object of column name to type, e.g. {\"age\":\"int\"}",
+            ));
+        };
+        parse_added_columns(spec, Some(self))
+    }
+
+    /// The spec stored in a database's schema table: CREATE_TABLE's fields plus the indexes.
+    pub fn spec_json(&self) -> Json {
+        let mut spec = json!({"data": self.columns_json(), "primary_key": self.primary_key});
+        if !self.indexes.is_empty() {
+            spec["indexes"] = Json::Array(self.indexes.iter().map(IndexDef::to_json).collect());
+        }
+        spec
+    }
+
+    /// Reads back what [`TableSchema::spec_json`] wrote.
+    pub fn from_spec(table: Name, spec: &Json) -> Result<Self, DdbError> {
+        let mut schema = TableSchema::parse(table, &spec["data"], spec.get("primary_key"))?;
+        if let Some(Json::Array(indexes)) = spec.get("indexes") {
+            for ix in indexes {
+                schema.indexes.push(parse_index(&schema, ix)?);
+            }
+        }
+        Ok(schema)
+    }
+
+    pub fn index(&self, name: &str) -> Option<&IndexDef> {
+        self.indexes
+            .iter()
+            .find(|i| i.name.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// ADD_COLUMN's columns: checked for names, types, repeats, and (against `table`) clashes.
+fn parse_added_columns(
+    spec: &Map<String, Json>,
+    table: Option<&TableSchema>,
+) -> Result<Vec<ColumnDef>, DdbError> {
+    if spec.is_empty() {
+        return Err(DdbError::bad_request("ADD_COLUMN data adds no column"));
+    }
+    let existing = table.map_or(0, |t| t.columns.len());
+    if existing + spec.len() > MAX_COLUMNS {
+        return Err(DdbError::too_large(format!(
+            "a table may have at most {MAX_COLUMNS} columns"
+        )));
+    }
+    let mut columns: Vec<ColumnDef> = Vec::with_capacity(spec.len());
+    for (raw_name, ty) in spec {
+        let name = Name::parse(raw_name, "column")?;
+        let clash = |c: &ColumnDef| c.name.as_str().eq_ignore_ascii_case(name.as_str());
+        if columns.iter().any(clash) {
+            return Err(DdbError::bad_request(format!(
+                "column {name} is declared twice (names are case-insensitive)"
+            )));
+        }
+        if let Some(t) = table {
+            if t.columns.iter().any(clash) {
+                return Err(DdbError::bad_request(format!(
+                    "column {name} already exists in table {}",
+                    t.name
+                )));
+            }
+        }
+        let (ty, not_null) = parse_column_type(&name, ty)?;
+        if not_null {
+            return Err(DdbError::bad_request(format!(
+                "column {name}: ADD_COLUMN adds nullable columns only (existing rows would have no value); leave out not_null"
+            )));
+        }
+        columns.push(ColumnDef { name, ty, not_null });
+    }
+    Ok(columns)
+}
+
+/// Checks ADD_COLUMN's `data` without the table (at parse time, before the schema is known).
+pub fn parse_add_column_data(data: &Json) -> Result<Vec<ColumnDef>, DdbError> {
+    let Json::Object(spec) = data else {
+        return Err(DdbError::bad_request(
+            "ADD_COLUMN data must be an object of column name to type, e.g. {\"age\":\"int\"}",
+        ));
+    };
+    parse_added_columns(spec, None)
+}
+
+/// CREATE_INDEX's `columns`: a non-empty list of distinct names.
+pub fn parse_index_columns(raw: &Json) -> Result<Vec<Name>, DdbError> {
+    let Json::Array(items) = raw else {
+        return Err(DdbError::bad_request(
+            "columns must be a non-empty list of column names, e.g. [\"name\"]",
+        ));
+    };
+    if items.is_empty() {
+        return Err(DdbError::bad_request("an index needs at least one column"));
+    }
+    if items.len() > MAX_INDEX_COLUMNS {
+        return Err(DdbError::too_large(format!(
+            "an index may cover at most {MAX_INDEX_COLUMNS} columns"
+        )));
+    }
+    let mut out: Vec<Name> = Vec::with_capacity(items.len());
+    for v in items {
+        let Json::String(s) = v else {
+            return Err(DdbError::bad_request(
+                "columns must be a list of column names",
+            ));
+        };
+        let name = Name::parse(s, "column")?;
+        if out.contains(&name) {
+            return Err(DdbError::bad_request(format!(
+                "column {name} appears twice in the index"
+            )));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+fn parse_index(schema: &TableSchema, raw: &Json) -> Result<IndexDef, DdbError> {
+    let name = raw
+        .get("index")
+        .and_then(Json::as_str)
+        .ok_or_else(|| DdbError::bad_request("stored index without a name"))?;
+    let name = Name::parse(name, "index")?;
+    let columns = parse_index_columns(raw.get("columns").unwrap_or(&Json::Null))?;
+    for c in &columns {
+        schema.require_column(c.as_str())?;
+    }
+    let unique = raw.get("unique").and_then(Json::as_bool).unwrap_or(false);
+    Ok(IndexDef {
+        name,
+        columns,
+        unique,
+    })
 }
 
 fn parse_column_type(name: &Name, spec: &Json) -> Result<(ColumnType, bool), DdbError> {

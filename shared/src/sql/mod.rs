@@ -4,6 +4,12 @@
 //! Values never enter the SQL text, except NULL, which is written as the literal `NULL`
 //! because SQL Server has no typeless parameter.
 
+mod ddl;
+pub mod paging;
+
+pub use ddl::{physical_index_name, string_limit};
+pub use paging::{Cursor, OrderKey};
+
 use crate::error::{DdbError, ErrorCode};
 use crate::name::Name;
 use crate::op::{Condition, Search, TableSchema, Test};
@@ -111,7 +117,7 @@ impl Dialect {
         ]
     }
 
-    /// Sets `applied_seq` (update-then-insert; no MERGE, see DESIGN "Stores").
+    /// Sets `applied_seq` (update-then-insert; no MERGE, see docs/design.md "Stores").
     pub fn set_applied_seq(self, seq: u64) -> [Statement; 2] {
         let t = self.quote(META_TABLE);
         let v = Value::Int(seq as i64);
@@ -236,12 +242,9 @@ impl Dialect {
         Ok(b.finish())
     }
 
-    /// SELECT for SEARCH, returning the columns it reads (in reply order) with the statement.
-    pub fn select(
-        self,
-        schema: &TableSchema,
-        search: &Search,
-    ) -> Result<(Vec<(Name, ColumnType)>, Statement), DdbError> {
+    /// SELECT for one SEARCH page: the reply's columns, then any order key the reply does not
+    /// include (to build the next cursor), in the SEARCH's total order, after its cursor.
+    pub fn select(self, schema: &TableSchema, search: &Search) -> Result<SelectPlan, DdbError> {
         let columns: Vec<(Name, ColumnType)> = match &search.columns {
             None => schema
                 .columns
@@ -257,61 +260,73 @@ impl Dialect {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let mut b = Builder::new(self);
-        let filter = b.where_clause(schema, &search.condition)?;
-        let order: Vec<String> = if search.order_by.is_empty() {
-            // Without an explicit order, key order (or, without a key, every column) makes
-            // every node return the same rows in the same order, `limit` included.
-            if schema.primary_key.is_empty() {
-                schema
-                    .columns
-                    .iter()
-                    .map(|c| self.quote(c.name.as_str()))
-                    .collect()
-            } else {
-                schema
-                    .primary_key
-                    .iter()
-                    .map(|k| self.quote(k.as_str()))
-                    .collect()
-            }
-        } else {
-            search
-                .order_by
-                .iter()
-                .map(|(n, desc)| {
-                    schema.require_column(n.as_str())?;
-                    Ok(format!(
-                        "{}{}",
-                        self.quote(n.as_str()),
-                        if *desc { " DESC" } else { "" }
-                    ))
-                })
-                .collect::<Result<_, DdbError>>()?
+        // Without an explicit order, key order (or, without a key, every column) makes every
+        // node return the same rows in the same order, `limit` included.
+        let order = paging::total_order(schema, search)?;
+        let fingerprint = paging::fingerprint(search, &order);
+        let cursor = match &search.after {
+            Some(raw) => Some(Cursor::decode(raw, &fingerprint, &order)?),
+            None => None,
         };
-        let list: Vec<String> = columns
-            .iter()
-            .map(|(n, _)| self.quote(n.as_str()))
-            .collect();
-        let top = match (self, search.limit) {
+        // Only a page that may have a next one needs the order values of its last row.
+        let mut read: Vec<(Name, ColumnType)> = columns.clone();
+        let mut order_positions = Vec::with_capacity(order.len());
+        if search.limit.is_some() {
+            for k in &order {
+                match read.iter().position(|(n, _)| n == &k.column) {
+                    Some(i) => order_positions.push(i),
+                    None => {
+                        order_positions.push(read.len());
+                        read.push((k.column.clone(), k.ty));
+                    }
+                }
+            }
+        }
+        let mut b = Builder::new(self);
+        let mut filter = b.where_clause(schema, &search.condition)?;
+        if let Some(c) = &cursor {
+            let after = b.after_clause(&order, c);
+            filter = if filter.is_empty() {
+                format!(" WHERE {after}")
+            } else {
+                format!("{filter} AND {after}")
+            };
+        }
+        let skip = cursor.as_ref().map_or(0, |c| c.skip);
+        // One row more than the page tells whether another page follows.
+        let fetch = search.limit.map(|n| match n {
+            0 => 0,
+            n => n
+                .saturating_add(skip)
+                .saturating_add(1)
+                .min(i64::MAX as u64),
+        });
+        let list: Vec<String> = read.iter().map(|(n, _)| self.quote(n.as_str())).collect();
+        let top = match (self, fetch) {
             (Dialect::Mssql, Some(n)) => format!("TOP ({n}) "),
             _ => String::new(),
         };
-        let order_sql = if order.is_empty() {
-            String::new()
-        } else {
-            format!(" ORDER BY {}", order.join(", "))
-        };
-        let limit = match (self, search.limit) {
+        let limit = match (self, fetch) {
             (Dialect::Sqlite, Some(n)) => format!(" LIMIT {n}"),
             _ => String::new(),
         };
         b.sql = format!(
-            "SELECT {top}{} FROM {}{filter}{order_sql}{limit}",
+            "SELECT {top}{} FROM {}{filter} ORDER BY {}{limit}",
             list.join(", "),
-            self.quote(schema.name.as_str())
+            self.quote(schema.name.as_str()),
+            self.order_sql(&order),
         );
-        Ok((columns, b.finish()))
+        Ok(SelectPlan {
+            unique: paging::order_is_unique(schema, &order),
+            types: read.iter().map(|(_, t)| *t).collect(),
+            columns,
+            order,
+            order_positions,
+            fingerprint,
+            cursor,
+            limit: search.limit,
+            statement: b.finish(),
+        })
     }
 
     /// Every row of a table, every column, for checksums (order does not matter there).
@@ -327,6 +342,24 @@ impl Dialect {
             self.quote(schema.name.as_str())
         )
     }
+}
+
+/// How to read one SEARCH page and build its reply and its next cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectPlan {
+    /// The reply's columns: the first `columns.len()` values of each row read.
+    pub columns: Vec<(Name, ColumnType)>,
+    /// The type of every column the statement reads.
+    pub types: Vec<ColumnType>,
+    pub order: Vec<OrderKey>,
+    /// Where each order key's value sits in a row read.
+    pub order_positions: Vec<usize>,
+    /// The order identifies a row (it covers the primary key).
+    pub unique: bool,
+    pub fingerprint: String,
+    pub cursor: Option<Cursor>,
+    pub limit: Option<u64>,
+    pub statement: Statement,
 }
 
 /// Accumulates bound values and hands out their placeholders.
@@ -351,7 +384,7 @@ impl Builder {
         out
     }
 
-    /// Appends the value's placeholder (or `NULL`, which is never bound: see DESIGN "Stores").
+    /// Appends the value's placeholder (or `NULL`, which is never bound: see docs/design.md "Stores").
     fn push_bound(&mut self, out: &mut String, value: Value) {
         if value.is_null() {
             out.push_str("NULL");
@@ -431,21 +464,15 @@ fn typed_value(schema: &TableSchema, name: &Name, scalar: &Scalar) -> Result<Val
         return Err(null_refused(schema, name));
     }
     if let Value::Str(s) = &value {
-        if schema.is_key(name.as_str()) {
-            let string_keys = schema
-                .primary_key
-                .iter()
-                .filter(|k| {
-                    schema
-                        .column(k.as_str())
-                        .is_some_and(|c| c.ty == ColumnType::String)
-                })
-                .count()
-                .max(1);
-            let limit = MAX_KEY_STRING_UNITS / string_keys;
+        if let Some(limit) = string_limit(schema, name.as_str()) {
             if s.encode_utf16().count() > limit {
+                let what = if schema.is_key(name.as_str()) {
+                    "key column"
+                } else {
+                    "indexed column"
+                };
                 return Err(DdbError::too_large(format!(
-                    "key column {name} holds at most {limit} characters (UTF-16 units)"
+                    "{what} {name} holds at most {limit} characters (UTF-16 units)"
                 )));
             }
         }

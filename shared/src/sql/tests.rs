@@ -64,7 +64,7 @@ fn select_with_columns(
     json: &[u8],
 ) -> Result<(Vec<(Name, ColumnType)>, Statement), DdbError> {
     match op(json) {
-        Op::Read(ReadOp::Search(search)) => d.select(s, &search),
+        Op::Read(ReadOp::Search(search)) => d.select(s, &search).map(|p| (p.columns, p.statement)),
         other => panic!("not a SEARCH: {other:?}"),
     }
 }
@@ -183,7 +183,7 @@ fn set_applied_seq_is_update_then_insert() {
             d.set_applied_seq(7)
                 .iter()
                 .all(|s| !s.sql.contains("MERGE")),
-            "no MERGE (DESIGN \"Stores\")"
+            "no MERGE (docs/design.md \"Stores\")"
         );
     }
 }
@@ -725,7 +725,7 @@ fn select_with_columns_order_by_descending_and_limit() {
     assert_eq!(
         select(Dialect::Sqlite, &people(), json).unwrap(),
         st(
-            "SELECT \"name\", \"id\" FROM \"people\" WHERE \"active\" = ?1 AND \"score\" > ?2 ORDER BY \"score\" DESC, \"name\" LIMIT 10",
+            "SELECT \"name\", \"id\", \"score\" FROM \"people\" WHERE \"active\" = ?1 AND \"score\" > ?2 ORDER BY \"score\" DESC, \"name\", \"id\" LIMIT 11",
             params.clone()
         )
     );
@@ -733,12 +733,16 @@ fn select_with_columns_order_by_descending_and_limit() {
     assert_eq!(
         statement,
         st(
-            "SELECT TOP (10) [name], [id] FROM [people] WHERE [active] = @P1 AND [score] > @P2 ORDER BY [score] DESC, [name]",
+            "SELECT TOP (11) [name], [id], [score] FROM [people] WHERE [active] = @P1 AND [score] > @P2 ORDER BY [score] DESC, [name], [id]",
             params
         )
     );
     let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["name", "id"], "reply order is the requested order");
+    assert_eq!(
+        names,
+        ["name", "id"],
+        "reply order is the requested order; the order key score is read for the cursor only"
+    );
 }
 
 #[test]
@@ -766,14 +770,14 @@ fn select_from_a_keyless_table_orders_by_every_column() {
     assert_eq!(
         select(Dialect::Sqlite, &keyless(), json).unwrap(),
         st(
-            "SELECT \"at\", \"msg\" FROM \"log\" ORDER BY \"at\", \"msg\" LIMIT 5",
+            "SELECT \"at\", \"msg\" FROM \"log\" ORDER BY \"at\", \"msg\" LIMIT 6",
             vec![]
         )
     );
     assert_eq!(
         select(Dialect::Mssql, &keyless(), json).unwrap(),
         st(
-            "SELECT TOP (5) [at], [msg] FROM [log] ORDER BY [at], [msg]",
+            "SELECT TOP (6) [at], [msg] FROM [log] ORDER BY [at], [msg]",
             vec![]
         )
     );

@@ -53,6 +53,12 @@ impl ChecksumBuilder {
                 .unwrap_or_default()
                 .as_bytes(),
         );
+        // Indexes are part of what nodes must agree on; a table without any hashes as it
+        // always did, so checksums taken before indexes existed still compare.
+        if !schema.indexes.is_empty() {
+            let indexes: Vec<_> = schema.indexes.iter().map(|i| i.to_json()).collect();
+            h.update(serde_json::Value::Array(indexes).to_string().as_bytes());
+        }
         h.update(self.rows.to_be_bytes());
         h.update(self.sum.to_be_bytes());
         let digest = h.finalize();

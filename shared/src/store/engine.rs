@@ -2,18 +2,17 @@
 //! checksums. A [`Backend`] supplies connections and creates or drops physical databases.
 
 use super::checksum::ChecksumBuilder;
-use super::{Row, Store, WriteTxn};
+use super::{Page, Row, Store, StoreOptions, WriteTxn};
 use crate::error::{DdbError, ErrorCode};
 use crate::name::Name;
-use crate::op::{Search, TableSchema, WriteOp};
+use crate::op::{IndexDef, Search, TableSchema, WriteOp};
 use crate::reply::TableChecksum;
-use crate::sql::{Dialect, Statement, META_TABLE, TABLES_TABLE};
+use crate::sql::{Cursor, Dialect, SelectPlan, Statement, META_TABLE, TABLES_TABLE};
 use crate::value::{ColumnType, Value};
 use async_trait::async_trait;
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One open connection to one database.
 #[async_trait]
@@ -26,15 +25,30 @@ pub(crate) trait SqlConn: Send {
         st: &Statement,
         types: &[ColumnType],
     ) -> Result<Vec<Vec<Value>>, DdbError>;
-    /// Runs a query and folds its rows into `sink` one by one (for tables of any size).
+    /// Runs a query and hands its rows to `sink` one by one (for results of any size). The
+    /// sink returns `Ok(false)` to stop reading (the rest is not read) or an error to stop
+    /// with it.
     async fn for_each_row(
         &mut self,
-        sql: &str,
+        st: &Statement,
         types: &[ColumnType],
-        sink: &mut (dyn for<'r> FnMut(&'r [Value]) + Send),
+        sink: &mut RowSink<'_>,
     ) -> Result<(), DdbError>;
     /// Runs SQL without parameters or results (DDL, transaction control).
     async fn batch(&mut self, sql: &str) -> Result<(), DdbError>;
+    /// Statements started after this point are cancelled (`timeout`) once `deadline` passes.
+    fn set_deadline(&mut self, deadline: Option<Instant>);
+}
+
+/// What [`SqlConn::for_each_row`] feeds: `Ok(true)` to go on.
+pub(crate) type RowSink<'a> = dyn for<'r> FnMut(&'r [Value]) -> Result<bool, DdbError> + Send + 'a;
+
+/// The error of a statement cancelled at its deadline.
+pub(crate) fn deadline_passed() -> DdbError {
+    DdbError::new(
+        ErrorCode::Timeout,
+        "the statement ran longer than the query timeout (--query-timeout-ms) and was cancelled; nothing of it was applied",
+    )
 }
 
 #[async_trait]
@@ -68,6 +82,8 @@ type SchemaCache = Arc<Mutex<HashMap<(Name, Name), Arc<TableSchema>>>>;
 pub(crate) struct SqlStore<B: Backend> {
     backend: Arc<B>,
     schemas: SchemaCache,
+    /// How long one read statement may run (see `--query-timeout-ms`).
+    read_timeout: Option<Duration>,
     /// Databases checked complete since this process opened them (see `live_writer`).
     verified: Arc<Mutex<HashSet<Name>>>,
 }
@@ -77,16 +93,18 @@ impl<B: Backend> Clone for SqlStore<B> {
         SqlStore {
             backend: self.backend.clone(),
             schemas: self.schemas.clone(),
+            read_timeout: self.read_timeout,
             verified: self.verified.clone(),
         }
     }
 }
 
 impl<B: Backend> SqlStore<B> {
-    pub(crate) fn new(backend: B) -> Self {
+    pub(crate) fn new(backend: B, options: &StoreOptions) -> Self {
         SqlStore {
             backend: Arc::new(backend),
             schemas: Arc::default(),
+            read_timeout: options.query_timeout,
             verified: Arc::default(),
         }
     }
@@ -195,7 +213,7 @@ async fn load_schema<C: SqlConn>(
     };
     let spec: serde_json::Value = serde_json::from_str(spec)
         .map_err(|e| DdbError::internal(format!("stored schema of {table} is corrupt: {e}")))?;
-    let schema = TableSchema::parse(table.clone(), &spec["data"], spec.get("primary_key"))
+    let schema = TableSchema::from_spec(table.clone(), &spec)
         .map_err(|e| DdbError::internal(format!("stored schema of {table} is invalid: {e}")))?;
     Ok(Arc::new(schema))
 }
@@ -223,7 +241,11 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.kind()
     }
 
-    async fn begin(&self, db: &Name) -> Result<Box<dyn WriteTxn>, DdbError> {
+    async fn begin(
+        &self,
+        db: &Name,
+        op_timeout: Option<Duration>,
+    ) -> Result<Box<dyn WriteTxn>, DdbError> {
         let d = self.backend.dialect();
         let conn = match self.live_writer(db).await? {
             Some(mut conn) => {
@@ -238,31 +260,28 @@ impl<B: Backend> Store for SqlStore<B> {
             conn,
             created: false,
             dropped: false,
-            new_tables: Vec::new(),
+            pending: HashMap::new(),
+            op_timeout,
         }))
     }
 
-    async fn search(&self, search: &Search) -> Result<Vec<Row>, DdbError> {
+    async fn search(&self, search: &Search, budget: usize) -> Result<Page, DdbError> {
         let d = self.backend.dialect();
         let mut conn = self.live_reader(&search.db).await?;
         let schema = match self.cached_schema(&search.db, &search.table) {
             Some(s) => s,
             None => load_schema(&mut conn, d, &search.db, &search.table).await?,
         };
-        let (columns, st) = d.select(&schema, search)?;
-        let types: Vec<ColumnType> = columns.iter().map(|(_, t)| *t).collect();
-        log_statement(&st);
-        let rows = conn.query(&st, &types).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                columns
-                    .iter()
-                    .zip(r)
-                    .map(|((n, _), v)| (n.to_string(), v.to_json()))
-                    .collect()
-            })
-            .collect())
+        let plan = d.select(&schema, search)?;
+        log_statement(&plan.statement);
+        conn.set_deadline(self.read_timeout.map(|t| Instant::now() + t));
+        let mut page = PageBuilder::new(&plan, budget);
+        let r = conn
+            .for_each_row(&plan.statement, &plan.types, &mut |row| page.add(row))
+            .await;
+        conn.set_deadline(None);
+        r?;
+        Ok(page.finish())
     }
 
     async fn checksum(
@@ -272,6 +291,7 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<Vec<TableChecksum>, DdbError> {
         let d = self.backend.dialect();
         let mut conn = self.live_reader(db).await?;
+        conn.set_deadline(self.read_timeout.map(|t| Instant::now() + t));
         let tables = match table {
             Some(t) => vec![t.clone()],
             None => table_names(&mut conn, d).await?,
@@ -281,12 +301,23 @@ impl<B: Backend> Store for SqlStore<B> {
             let schema = load_schema(&mut conn, d, db, &t).await?;
             let types: Vec<ColumnType> = schema.columns.iter().map(|c| c.ty).collect();
             let mut builder = ChecksumBuilder::default();
-            conn.for_each_row(&d.select_all(&schema), &types, &mut |row| {
-                builder.add_row(row)
-            })
-            .await?;
+            let all = Statement {
+                sql: d.select_all(&schema),
+                params: vec![],
+            };
+            let r = conn
+                .for_each_row(&all, &types, &mut |row| {
+                    builder.add_row(row);
+                    Ok(true)
+                })
+                .await;
+            if r.is_err() {
+                conn.set_deadline(None);
+            }
+            r?;
             out.push(builder.finish(&schema));
         }
+        conn.set_deadline(None);
         Ok(out)
     }
 
@@ -337,8 +368,12 @@ struct Txn<B: Backend> {
     conn: Option<B::Conn>,
     created: bool,
     dropped: bool,
-    /// Tables created in this transaction, published to the schema cache on commit.
-    new_tables: Vec<Arc<TableSchema>>,
+    /// Tables created, changed (`Some`) or dropped (`None`) in this transaction; published to
+    /// the schema cache on commit, forgotten on rollback.
+    pending: HashMap<Name, Option<Arc<TableSchema>>>,
+    /// How long one op may run (the writer's `--query-timeout-ms`; none when replaying the log,
+    /// which must apply what the writer applied, however long it takes).
+    op_timeout: Option<Duration>,
 }
 
 impl<B: Backend> Txn<B> {
@@ -347,8 +382,10 @@ impl<B: Backend> Txn<B> {
     }
 
     async fn schema(&mut self, table: &Name) -> Result<Arc<TableSchema>, DdbError> {
-        if let Some(s) = self.new_tables.iter().find(|s| &s.name == table) {
-            return Ok(s.clone());
+        if let Some(pending) = self.pending.get(table) {
+            return pending
+                .clone()
+                .ok_or_else(|| DdbError::table_not_found(self.db.as_str(), table.as_str()));
         }
         if let Some(s) = self.store.cached_schema(&self.db, table) {
             return Ok(s);
@@ -372,6 +409,33 @@ impl<B: Backend> Txn<B> {
             .ok_or_else(|| DdbError::db_not_found(self.db.as_str()))
     }
 
+    /// Runs DDL and the statements that go with it, logged.
+    async fn run_all(&mut self, ddl: &[String], statements: &[Statement]) -> Result<(), DdbError> {
+        let conn = self.conn_mut()?;
+        for sql in ddl {
+            tracing::debug!(sql = %sql, "store statement");
+            conn.batch(sql).await?;
+        }
+        for st in statements {
+            log_statement(st);
+            conn.exec(st).await?;
+        }
+        Ok(())
+    }
+
+    /// The index named `name` anywhere in the database (index names are unique per database).
+    async fn find_index(&mut self, name: &Name) -> Result<Option<(Name, IndexDef)>, DdbError> {
+        let d = self.dialect();
+        let tables = table_names(self.conn_mut()?, d).await?;
+        for t in tables {
+            let schema = self.schema(&t).await?;
+            if let Some(ix) = schema.index(name.as_str()) {
+                return Ok(Some((t, ix.clone())));
+            }
+        }
+        Ok(None)
+    }
+
     async fn run(&mut self, op: &WriteOp) -> Result<u64, DdbError> {
         let d = self.dialect();
         match op {
@@ -382,10 +446,6 @@ impl<B: Backend> Txn<B> {
                 if existing
                     .iter()
                     .any(|t| t.as_str().eq_ignore_ascii_case(schema.name.as_str()))
-                    || self
-                        .new_tables
-                        .iter()
-                        .any(|t| t.name.as_str().eq_ignore_ascii_case(schema.name.as_str()))
                 {
                     return Err(DdbError::new(
                         ErrorCode::TableExists,
@@ -395,26 +455,10 @@ impl<B: Backend> Txn<B> {
                         ),
                     ));
                 }
-                let conn = self.conn_mut()?;
-                let ddl = d.create_table(schema);
-                tracing::debug!(sql = %ddl, "store statement");
-                conn.batch(&ddl).await?;
-                let spec =
-                    json!({"data": schema.columns_json(), "primary_key": schema.primary_key});
-                let st = Statement {
-                    sql: format!(
-                        "INSERT INTO {} (name, spec) VALUES ({}, {})",
-                        d.quote(TABLES_TABLE),
-                        placeholder(d, 1),
-                        placeholder(d, 2)
-                    ),
-                    params: vec![
-                        Value::Str(schema.name.to_string()),
-                        Value::Str(spec.to_string()),
-                    ],
-                };
-                conn.exec(&st).await?;
-                self.new_tables.push(Arc::new(schema.clone()));
+                self.run_all(&[d.create_table(schema)], &[d.insert_spec(schema)])
+                    .await?;
+                self.pending
+                    .insert(schema.name.clone(), Some(Arc::new(schema.clone())));
                 Ok(0)
             }
             WriteOp::Insert(ins) => {
@@ -444,25 +488,89 @@ impl<B: Backend> Txn<B> {
                 log_statement(&st);
                 self.conn_mut()?.exec(&st).await
             }
+            WriteOp::CreateIndex { table, index, .. } => {
+                let before = self.schema(table).await?;
+                for c in &index.columns {
+                    before.require_column(c.as_str())?;
+                }
+                if let Some((on, _)) = self.find_index(&index.name).await? {
+                    return Err(DdbError::new(
+                        ErrorCode::IndexExists,
+                        format!(
+                            "index {} already exists in database {} (on table {on})",
+                            index.name, self.db
+                        ),
+                    ));
+                }
+                let mut after = (*before).clone();
+                after.indexes.push(index.clone());
+                if let Some(check) = d.too_long_for_index(&after, index) {
+                    log_statement(&check);
+                    let rows = self.conn_mut()?.query(&check, &[ColumnType::Int]).await?;
+                    if let Some(Value::Int(n @ 1..)) = rows.first().and_then(|r| r.first()) {
+                        return Err(DdbError::too_large(format!(
+                            "{n} rows of {table} hold strings longer than index {} allows (indexed string columns hold at most 450 characters, shared by the index's string columns)",
+                            index.name
+                        )));
+                    }
+                }
+                self.run_all(&d.create_index(&before, index), &[d.update_spec(&after)])
+                    .await?;
+                self.pending.insert(table.clone(), Some(Arc::new(after)));
+                Ok(0)
+            }
+            WriteOp::DropIndex { table, index, .. } => {
+                let before = self.schema(table).await?;
+                let Some(def) = before.index(index.as_str()).cloned() else {
+                    return Err(DdbError::new(
+                        ErrorCode::IndexNotFound,
+                        format!(
+                            "index {index} does not exist on table {table} in database {}",
+                            self.db
+                        ),
+                    ));
+                };
+                let mut after = (*before).clone();
+                after.indexes.retain(|i| i.name != def.name);
+                self.run_all(&d.drop_index(&after, &def), &[d.update_spec(&after)])
+                    .await?;
+                self.pending.insert(table.clone(), Some(Arc::new(after)));
+                Ok(0)
+            }
+            WriteOp::DropTable { table, .. } => {
+                let before = self.schema(table).await?;
+                self.run_all(
+                    &[d.drop_table(&before.name)],
+                    &[d.delete_spec(&before.name)],
+                )
+                .await?;
+                self.pending.insert(table.clone(), None);
+                Ok(0)
+            }
+            WriteOp::AddColumn { table, columns, .. } => {
+                let before = self.schema(table).await?;
+                let spec = TableSchema {
+                    name: table.clone(),
+                    columns: columns.clone(),
+                    primary_key: Vec::new(),
+                    indexes: Vec::new(),
+                };
+                // Checked again here: the parser could not see the table's columns.
+                let added = before.parse_new_columns(&spec.columns_json())?;
+                let mut after = (*before).clone();
+                after.columns.extend(added.iter().cloned());
+                self.run_all(
+                    &d.add_columns(&before.name, &added),
+                    &[d.update_spec(&after)],
+                )
+                .await?;
+                self.pending.insert(table.clone(), Some(Arc::new(after)));
+                Ok(0)
+            }
         }
     }
-}
 
-fn placeholder(d: Dialect, n: usize) -> String {
-    match d {
-        Dialect::Sqlite => format!("?{n}"),
-        Dialect::Mssql => format!("@P{n}"),
-    }
-}
-
-fn log_statement(st: &Statement) {
-    tracing::debug!(sql = %st.sql, params = ?st.param_types(), "store statement");
-    tracing::trace!(params = ?st.params, "store statement values");
-}
-
-#[async_trait]
-impl<B: Backend> WriteTxn for Txn<B> {
-    async fn execute(&mut self, op: &WriteOp) -> Result<u64, DdbError> {
+    async fn execute_one(&mut self, op: &WriteOp) -> Result<u64, DdbError> {
         if op.db() != &self.db {
             return Err(DdbError::internal(format!(
                 "op for database {} in a transaction on {}",
@@ -472,6 +580,10 @@ impl<B: Backend> WriteTxn for Txn<B> {
         }
         let started = Instant::now();
         let d = self.dialect();
+        let deadline = self.op_timeout.map(|t| started + t);
+        if let Some(conn) = self.conn.as_mut() {
+            conn.set_deadline(deadline);
+        }
         let result = match op {
             WriteOp::CreateDb { db } => {
                 if self.conn.is_some() && !self.dropped {
@@ -512,6 +624,8 @@ impl<B: Backend> WriteTxn for Txn<B> {
                     }
                     Err(e) => {
                         let conn = self.conn_mut()?;
+                        // The deadline may have passed: the rollback must still run.
+                        conn.set_deadline(None);
                         for sql in d.rollback_to_savepoint_sql() {
                             conn.batch(sql).await?;
                         }
@@ -520,8 +634,27 @@ impl<B: Backend> WriteTxn for Txn<B> {
                 }
             }
         };
+        if let Some(conn) = self.conn.as_mut() {
+            conn.set_deadline(None);
+        }
         tracing::debug!(db = %self.db, op = op.name(), micros = started.elapsed().as_micros() as u64, ok = result.is_ok(), "store op");
         result
+    }
+}
+
+fn log_statement(st: &Statement) {
+    tracing::debug!(sql = %st.sql, params = ?st.param_types(), "store statement");
+    tracing::trace!(params = ?st.params, "store statement values");
+}
+
+#[async_trait]
+impl<B: Backend> WriteTxn for Txn<B> {
+    async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<u64, DdbError>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in &ops {
+            out.push(self.execute_one(op).await);
+        }
+        out
     }
 
     async fn commit(mut self: Box<Self>, seq: u64) -> Result<(), DdbError> {
@@ -551,8 +684,11 @@ impl<B: Backend> WriteTxn for Txn<B> {
             }
         }
         if let Ok(mut cache) = self.store.schemas.lock() {
-            for s in self.new_tables.drain(..) {
-                cache.insert((self.db.clone(), s.name.clone()), s);
+            for (name, schema) in self.pending.drain() {
+                match schema {
+                    Some(s) => cache.insert((self.db.clone(), name), s),
+                    None => cache.remove(&(self.db.clone(), name)),
+                };
             }
         }
         Ok(())
@@ -561,6 +697,7 @@ impl<B: Backend> WriteTxn for Txn<B> {
     async fn rollback(mut self: Box<Self>) -> Result<(), DdbError> {
         let d = self.dialect();
         if let Some(mut conn) = self.conn.take() {
+            conn.set_deadline(None);
             conn.batch(d.rollback_sql()).await?;
         }
         if self.created {
@@ -568,6 +705,138 @@ impl<B: Backend> WriteTxn for Txn<B> {
             self.store.backend.remove(&self.db).await?;
         }
         Ok(())
+    }
+}
+
+/// Builds a SEARCH reply page from the rows a plan reads, within the reply budget.
+struct PageBuilder<'a> {
+    plan: &'a SelectPlan,
+    budget: usize,
+    bytes: usize,
+    rows: Vec<Row>,
+    /// Rows equal to the cursor still to pass over (keyless tables).
+    to_skip: u64,
+    /// The order values of the last row taken, and how many rows in a row had them.
+    last: Option<Vec<Value>>,
+    run: u64,
+    more: bool,
+}
+
+/// What a reply carries besides its rows (node, seq, the next cursor, JSON punctuation).
+const REPLY_OVERHEAD: usize = 1024;
+
+impl<'a> PageBuilder<'a> {
+    fn new(plan: &'a SelectPlan, budget: usize) -> Self {
+        let (last, run, to_skip) = match &plan.cursor {
+            Some(Cursor { values, skip }) => (Some(values.clone()), *skip, *skip),
+            None => (None, 0, 0),
+        };
+        PageBuilder {
+            plan,
+            budget,
+            bytes: REPLY_OVERHEAD,
+            rows: Vec::new(),
+            to_skip,
+            last,
+            run,
+            more: false,
+        }
+    }
+
+    fn key(&self, row: &[Value]) -> Vec<Value> {
+        self.plan
+            .order_positions
+            .iter()
+            .map(|&i| row[i].clone())
+            .collect()
+    }
+
+    fn add(&mut self, row: &[Value]) -> Result<bool, DdbError> {
+        if self.to_skip > 0 {
+            let equal = self.plan.cursor.as_ref().is_some_and(|c| {
+                self.plan
+                    .order_positions
+                    .iter()
+                    .zip(&c.values)
+                    .all(|(&i, v)| &row[i] == v)
+            });
+            if equal {
+                self.to_skip -= 1;
+                return Ok(true);
+            }
+            self.to_skip = 0;
+        }
+        if self.plan.limit.is_some_and(|l| self.rows.len() as u64 >= l) {
+            self.more = true;
+            return Ok(false);
+        }
+        let mut out = Row::new();
+        let mut size = 2;
+        for ((name, _), v) in self.plan.columns.iter().zip(row) {
+            size += name.as_str().len() + 4 + json_len(v);
+            out.insert(name.to_string(), v.to_json());
+        }
+        self.bytes += size;
+        if self.budget > 0 && self.bytes > self.budget {
+            return Err(DdbError::too_large(format!(
+                "the SEARCH reply would be larger than the server's max_payload of {} bytes after {} rows; ask for fewer rows with limit and page with after (each reply's next), or narrow it with a condition or columns",
+                self.budget,
+                self.rows.len()
+            )));
+        }
+        let key = self.key(row);
+        if self.last.as_ref() == Some(&key) {
+            self.run += 1;
+        } else {
+            self.last = Some(key);
+            self.run = 1;
+        }
+        self.rows.push(out);
+        Ok(true)
+    }
+
+    fn finish(self) -> Page {
+        let next = match (self.more, self.last) {
+            (true, Some(values)) => Some(
+                Cursor {
+                    values,
+                    skip: if self.plan.unique { 0 } else { self.run },
+                }
+                .encode(&self.plan.fingerprint),
+            ),
+            _ => None,
+        };
+        Page {
+            rows: self.rows,
+            next,
+        }
+    }
+}
+
+/// A value's length in JSON as serde_json writes it (an upper bound for escaped strings).
+fn json_len(v: &Value) -> usize {
+    match v {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Int(i) => {
+            let digits = i
+                .unsigned_abs()
+                .checked_ilog10()
+                .map_or(1, |d| d as usize + 1);
+            digits + usize::from(*i < 0)
+        }
+        Value::Float(f) if f.is_finite() => ryu::Buffer::new().format_finite(*f).len(),
+        Value::Float(_) => 4,
+        Value::Str(s) => {
+            2 + s
+                .bytes()
+                .map(|b| match b {
+                    b'"' | b'\\' => 2,
+                    0..=0x1f => 6,
+                    _ => 1,
+                })
+                .sum::<usize>()
+        }
     }
 }
 

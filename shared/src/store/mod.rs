@@ -7,6 +7,7 @@
 mod checksum;
 mod engine;
 pub mod mssql;
+mod offload;
 pub mod sqlite;
 
 pub use checksum::table_checksum;
@@ -18,8 +19,34 @@ use crate::reply::TableChecksum;
 use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub type Row = Map<String, Json>;
+
+/// One SEARCH reply's rows and, when more may follow, the cursor of the next page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub rows: Vec<Row>,
+    pub next: Option<String>,
+}
+
+/// Settings a store is opened with.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long one read statement (SEARCH, CHECKSUM) may run before it is cancelled.
+    pub query_timeout: Option<Duration>,
+    /// Threads that run reads at once (writes have their own); see `offload`.
+    pub read_threads: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            query_timeout: Some(Duration::from_secs(30)),
+            read_threads: 4,
+        }
+    }
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -27,10 +54,17 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// Starts a write transaction on `db`. The database need not exist: CREATE_DB is run in
-    /// such a transaction, and any other op in it fails with `db_not_found`.
-    async fn begin(&self, db: &Name) -> Result<Box<dyn WriteTxn>, DdbError>;
+    /// such a transaction, and any other op in it fails with `db_not_found`. With
+    /// `op_timeout`, an op that runs longer is cancelled and fails with `timeout`.
+    async fn begin(
+        &self,
+        db: &Name,
+        op_timeout: Option<Duration>,
+    ) -> Result<Box<dyn WriteTxn>, DdbError>;
 
-    async fn search(&self, search: &Search) -> Result<Vec<Row>, DdbError>;
+    /// One page of a SEARCH. Reading stops as soon as the reply would pass `budget` bytes
+    /// (`too_large`; 0 means no budget).
+    async fn search(&self, search: &Search, budget: usize) -> Result<Page, DdbError>;
 
     /// Per-table checksums of `db` (one table, or all in name order).
     async fn checksum(
@@ -57,23 +91,53 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) -> Result<(), DdbError>;
 }
 
-/// One database's write transaction. Every `execute` is atomic on its own (a failing op leaves
-/// no trace and the transaction stays usable), and nothing is visible until `commit`.
+/// One database's write transaction. Every op is atomic on its own (a failing op leaves no
+/// trace and the transaction stays usable), and nothing is visible until `commit`.
 #[async_trait]
 pub trait WriteTxn: Send {
-    /// Runs one op; returns the rows affected.
-    async fn execute(&mut self, op: &WriteOp) -> Result<u64, DdbError>;
+    /// Runs ops in order; returns each one's rows affected or error. One call for many ops:
+    /// a call crosses to the store's threads and back.
+    async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<u64, DdbError>>;
+
+    /// Runs one op.
+    async fn execute_one(&mut self, op: WriteOp) -> Result<u64, DdbError> {
+        self.execute(vec![Arc::new(op)])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(DdbError::internal("the store returned no result")))
+    }
     /// Records `seq` as the database's applied log seq and commits, atomically.
     async fn commit(self: Box<Self>, seq: u64) -> Result<(), DdbError>;
     async fn rollback(self: Box<Self>) -> Result<(), DdbError>;
 }
 
 /// Opens the store named by a `--store` URL: `sqlite://DIR` or `mssql://...` / `mssql:ADO`.
-pub async fn open(url: &str, node: &str) -> Result<Arc<dyn Store>, DdbError> {
+/// Every call into it runs on threads the store owns (see `offload`), never on the caller's.
+pub async fn open(
+    url: &str,
+    node: &str,
+    options: &StoreOptions,
+) -> Result<Arc<dyn Store>, DdbError> {
+    let threads = offload::Threads::new(node, options.read_threads)?;
     if let Some(dir) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(sqlite::open(dir.as_ref())?))
+        let dir = std::path::PathBuf::from(dir);
+        let opts = options.clone();
+        let store = threads
+            .run_write(
+                async move { sqlite::open(&dir, &opts).map(|s| Arc::new(s) as Arc<dyn Store>) },
+            )
+            .await?;
+        Ok(Arc::new(offload::Offloaded::new(store, threads)))
     } else if url.starts_with("mssql:") {
-        Ok(Arc::new(mssql::open(url, node).await?))
+        let (url, node, opts) = (url.to_owned(), node.to_owned(), options.clone());
+        let store = threads
+            .run_write(async move {
+                mssql::open(&url, &node, &opts)
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn Store>)
+            })
+            .await?;
+        Ok(Arc::new(offload::Offloaded::new(store, threads)))
     } else {
         Err(DdbError::bad_request(format!(
             "unknown store {url:?}: use sqlite://DIR or mssql://user:password@host:1433"

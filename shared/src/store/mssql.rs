@@ -39,7 +39,7 @@
 //! one (a cancelled task) or left in doubt by an I/O error is closed rather than reused:
 //! closing the TCP connection makes the server roll the transaction back.
 
-use super::engine::{Backend, SqlConn, SqlStore};
+use super::engine::{deadline_passed, Backend, RowSink, SqlConn, SqlStore};
 use crate::error::{DdbError, ErrorCode};
 use crate::name::Name;
 use crate::sql::{Dialect, Statement};
@@ -48,8 +48,9 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tiberius::{AuthMethod, Client, ColumnData, EncryptionLevel, ToSql};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -693,7 +694,11 @@ fn nstring(text: &str) -> String {
 // ------------------------------------------------------------------------------- the store
 
 /// Opens a SQL Server store for node `node`: connects, creates the node catalog if missing.
-pub async fn open(url: &str, node: &str) -> Result<impl super::Store, DdbError> {
+pub async fn open(
+    url: &str,
+    node: &str,
+    options: &super::StoreOptions,
+) -> Result<impl super::Store, DdbError> {
     let config = parse_url(url)?;
     if !config.ignored.is_empty() {
         tracing::warn!(keys = ?config.ignored, "mssql connection string keys that ddb does not use were ignored");
@@ -714,7 +719,7 @@ pub async fn open(url: &str, node: &str) -> Result<impl super::Store, DdbError> 
         physical = %backend.config.physical,
         "SQL Server store open"
     );
-    Ok(SqlStore::new(backend))
+    Ok(SqlStore::new(backend, options))
 }
 
 pub struct MssqlBackend {
@@ -1035,7 +1040,7 @@ impl Backend for MssqlBackend {
     }
 
     async fn set_tombstone(&self, db: &Name, seq: u64) -> Result<(), DdbError> {
-        // Update-then-insert, no MERGE (DESIGN "Stores"); the catalog connection is this
+        // Update-then-insert, no MERGE (docs/design.md "Stores"); the catalog connection is this
         // node's only writer of the table.
         let st = Statement {
             sql: "UPDATE dropped SET seq = @P2 WHERE db = @P1; \
@@ -1102,6 +1107,8 @@ pub struct MssqlConn {
     /// The connection is unusable (I/O error, half-read result) or its transaction was ended
     /// by the server: every later statement fails, and it is never reused.
     broken: bool,
+    /// Requests still running at this instant are abandoned (see `bounded`).
+    deadline: Option<Instant>,
 }
 
 impl MssqlConn {
@@ -1111,6 +1118,7 @@ impl MssqlConn {
             in_txn: false,
             in_flight: false,
             broken: false,
+            deadline: None,
         }
     }
 
@@ -1204,15 +1212,29 @@ impl MssqlConn {
 
     async fn for_each_row_raw(
         &mut self,
-        sql: &str,
+        st: &Statement,
         types: &[ColumnType],
-        sink: &mut (dyn for<'r> FnMut(&'r [Value]) + Send),
-    ) -> tiberius::Result<()> {
-        let mut rows = self.client()?.simple_query(sql).await?.into_row_stream();
+        sink: &mut RowSink<'_>,
+    ) -> tiberius::Result<Result<(), DdbError>> {
+        let params = bind(st)?;
+        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+        let mut rows = self
+            .client()?
+            .query(st.sql.as_str(), &refs)
+            .await?
+            .into_row_stream();
         while let Some(row) = rows.try_next().await? {
-            sink(&row_values(row, types)?);
+            match sink(&row_values(row, types)?) {
+                Ok(true) => {}
+                // The rest of the result is not read: this connection cannot be reused.
+                stop => {
+                    drop(rows);
+                    self.broken = true;
+                    return Ok(stop.map(|_| ()));
+                }
+            }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 }
 
@@ -1232,7 +1254,7 @@ impl SqlConn for MssqlConn {
     async fn exec(&mut self, st: &Statement) -> Result<u64, DdbError> {
         log_statement(st);
         self.in_flight = true;
-        let r = self.exec_raw(st).await;
+        let r = self.bounded_exec(st).await?;
         let r = self.finished(r);
         self.settle(r).await
     }
@@ -1244,22 +1266,22 @@ impl SqlConn for MssqlConn {
     ) -> Result<Vec<Vec<Value>>, DdbError> {
         log_statement(st);
         self.in_flight = true;
-        let r = self.query_raw(st, types).await;
+        let r = self.bounded_query(st, types).await?;
         let r = self.finished(r);
         self.settle(r).await
     }
 
     async fn for_each_row(
         &mut self,
-        sql: &str,
+        st: &Statement,
         types: &[ColumnType],
-        sink: &mut (dyn for<'r> FnMut(&'r [Value]) + Send),
+        sink: &mut RowSink<'_>,
     ) -> Result<(), DdbError> {
-        log_sql(sql);
+        log_statement(st);
         self.in_flight = true;
-        let r = self.for_each_row_raw(sql, types, sink).await;
+        let r = self.bounded_rows(st, types, sink).await?;
         let r = self.finished(r);
-        self.settle(r).await
+        self.settle(r).await?
     }
 
     async fn batch(&mut self, sql: &str) -> Result<(), DdbError> {
@@ -1270,12 +1292,73 @@ impl SqlConn for MssqlConn {
             self.in_txn = true;
         }
         self.in_flight = true;
-        let r = self.batch_raw(sql).await;
+        let r = self.bounded_batch(sql).await?;
         let r = self.finished(r);
         if r.is_ok() && effect == Some(TxnEffect::End) {
             self.in_txn = false;
         }
         self.settle(r).await
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+}
+
+impl MssqlConn {
+    // One wrapper per request kind: `bounded` needs the request future while `self` is
+    // borrowed for the deadline, so the request is built from a fresh borrow inside.
+    async fn bounded_exec(&mut self, st: &Statement) -> Result<tiberius::Result<u64>, DdbError> {
+        let deadline = self.deadline;
+        let r = with_deadline(deadline, self.exec_raw(st)).await;
+        self.after_deadline(r)
+    }
+
+    async fn bounded_query(
+        &mut self,
+        st: &Statement,
+        types: &[ColumnType],
+    ) -> Result<tiberius::Result<Vec<Vec<Value>>>, DdbError> {
+        let deadline = self.deadline;
+        let r = with_deadline(deadline, self.query_raw(st, types)).await;
+        self.after_deadline(r)
+    }
+
+    async fn bounded_rows(
+        &mut self,
+        st: &Statement,
+        types: &[ColumnType],
+        sink: &mut RowSink<'_>,
+    ) -> Result<tiberius::Result<Result<(), DdbError>>, DdbError> {
+        let deadline = self.deadline;
+        let r = with_deadline(deadline, self.for_each_row_raw(st, types, sink)).await;
+        self.after_deadline(r)
+    }
+
+    async fn bounded_batch(&mut self, sql: &str) -> Result<tiberius::Result<()>, DdbError> {
+        let deadline = self.deadline;
+        let r = with_deadline(deadline, self.batch_raw(sql)).await;
+        self.after_deadline(r)
+    }
+
+    fn after_deadline<T>(&mut self, r: Option<T>) -> Result<T, DdbError> {
+        r.ok_or_else(|| {
+            self.broken = true;
+            deadline_passed()
+        })
+    }
+}
+
+/// `None` when the deadline passed first. tiberius cannot send an attention to cancel a
+/// request, so one that overruns is abandoned with its connection (marked broken by the
+/// caller): closing the TCP connection makes SQL Server stop it and roll back its transaction.
+async fn with_deadline<T>(
+    deadline: Option<Instant>,
+    request: impl Future<Output = T>,
+) -> Option<T> {
+    match deadline {
+        None => Some(request.await),
+        Some(at) => tokio::time::timeout_at(at.into(), request).await.ok(),
     }
 }
 
@@ -1450,7 +1533,8 @@ fn server_err(code: u32, message: &str) -> DdbError {
     let text = format!("SQL Server error {code}: {message}");
     let by_number = match code {
         // unique index, primary key, NULL into NOT NULL, foreign key or check constraint
-        2627 | 2601 | 515 | 547 => Some(ErrorCode::Constraint),
+        // 1505: CREATE UNIQUE INDEX found a duplicate key among existing rows.
+        2627 | 2601 | 1505 | 515 | 547 => Some(ErrorCode::Constraint),
         1801 => Some(ErrorCode::DbExists),
         // cannot open database (it is gone, or the login may not use it)
         4060 => Some(ErrorCode::DbNotFound),
@@ -1993,7 +2077,7 @@ mod tests {
     }
 
     async fn open_err(url: &str) -> DdbError {
-        match open(url, "n").await {
+        match open(url, "n", &Default::default()).await {
             Ok(_) => panic!("{url} opened"),
             Err(e) => e,
         }
@@ -2048,7 +2132,7 @@ mod tests {
     async fn a_bad_url_fails_before_connecting() {
         let e = open_err("mssql://sa:p@h?physical={db}").await;
         assert_eq!(e.code, ErrorCode::BadRequest);
-        let e = match crate::store::open("mssql:server=h", "n").await {
+        let e = match crate::store::open("mssql:server=h", "n", &Default::default()).await {
             Ok(_) => panic!("opened"),
             Err(e) => e,
         };

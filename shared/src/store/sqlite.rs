@@ -1,10 +1,11 @@
 //! SQLite backend, the zero-setup default: one file per database under the node's data dir
 //! (`<db>.sqlite`, WAL, `synchronous=NORMAL`), and `ddb-node.meta` for the node catalog.
 //!
-//! rusqlite is synchronous; statements here take microseconds, so they run on the calling
-//! task rather than paying a thread hop per statement.
+//! rusqlite is synchronous: the store runs on its own threads (see `offload`), so a
+//! statement blocks only the store thread it runs on. Reads use their own connections, which
+//! WAL lets run beside the writer.
 
-use super::engine::{Backend, SqlConn, SqlStore};
+use super::engine::{deadline_passed, Backend, RowSink, SqlConn, SqlStore};
 use crate::error::{DdbError, ErrorCode};
 use crate::name::Name;
 use crate::sql::{Dialect, Statement};
@@ -14,37 +15,61 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 const CATALOG_FILE: &str = "ddb-node.meta";
 const DB_SUFFIX: &str = ".sqlite";
 
 /// Opens (creating if needed) a SQLite store rooted at `dir`.
-pub fn open(dir: &Path) -> Result<impl super::Store, DdbError> {
+pub fn open(dir: &Path, options: &super::StoreOptions) -> Result<impl super::Store, DdbError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         DdbError::unavailable(format!("cannot create data dir {}: {e}", dir.display()))
     })?;
-    let catalog = open_conn(&dir.join(CATALOG_FILE), true)?;
+    let catalog = open_conn(&dir.join(CATALOG_FILE), true)?.conn;
     catalog
         .execute_batch(
             "CREATE TABLE IF NOT EXISTS dropped (db TEXT PRIMARY KEY, seq INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS node (k TEXT PRIMARY KEY, v INTEGER NOT NULL);",
         )
         .map_err(sqlite_err)?;
-    Ok(SqlStore::new(SqliteBackend {
-        dir: dir.to_owned(),
-        catalog: Mutex::new(catalog),
-        writers: Mutex::default(),
-        readers: Mutex::default(),
-    }))
+    Ok(SqlStore::new(
+        SqliteBackend {
+            dir: dir.to_owned(),
+            catalog: Mutex::new(catalog),
+            writers: Mutex::default(),
+            readers: Mutex::default(),
+        },
+        options,
+    ))
 }
+
+type Pool = Mutex<HashMap<Name, Arc<AsyncMutex<Handle>>>>;
 
 pub struct SqliteBackend {
     dir: PathBuf,
     catalog: Mutex<Connection>,
-    writers: Mutex<HashMap<Name, Arc<AsyncMutex<Connection>>>>,
-    readers: Mutex<HashMap<Name, Arc<AsyncMutex<Connection>>>>,
+    writers: Pool,
+    readers: Pool,
+}
+
+/// A connection and the deadline its progress handler checks.
+pub struct Handle {
+    conn: Connection,
+    /// Nanoseconds after [`epoch`] at which running statements are interrupted; 0 for none.
+    deadline: Arc<AtomicU64>,
+}
+
+/// The clock deadlines are measured on (an `Instant` cannot live in an atomic).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_nanos().max(1) as u64
 }
 
 impl SqliteBackend {
@@ -52,11 +77,7 @@ impl SqliteBackend {
         self.dir.join(format!("{db}{DB_SUFFIX}"))
     }
 
-    async fn cached(
-        &self,
-        pool: &Mutex<HashMap<Name, Arc<AsyncMutex<Connection>>>>,
-        db: &Name,
-    ) -> Result<Option<SqliteConn>, DdbError> {
+    async fn cached(&self, pool: &Pool, db: &Name) -> Result<Option<SqliteConn>, DdbError> {
         let existing = pool.lock().map_err(poisoned)?.get(db).cloned();
         let handle = match existing {
             Some(h) => h,
@@ -78,7 +99,7 @@ impl SqliteBackend {
     }
 }
 
-fn open_conn(path: &Path, create: bool) -> Result<Connection, DdbError> {
+fn open_conn(path: &Path, create: bool) -> Result<Handle, DdbError> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -90,7 +111,18 @@ fn open_conn(path: &Path, create: bool) -> Result<Connection, DdbError> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA case_sensitive_like=ON;",
     )
     .map_err(sqlite_err)?;
-    Ok(conn)
+    // Checked every few thousand VM steps: a statement past its deadline is interrupted
+    // (SQLITE_INTERRUPT) and undone, whatever it is doing.
+    let deadline = Arc::new(AtomicU64::new(0));
+    let seen = deadline.clone();
+    conn.progress_handler(
+        4096,
+        Some(move || {
+            let d = seen.load(Ordering::Relaxed);
+            d != 0 && nanos_since_epoch(Instant::now()) > d
+        }),
+    );
+    Ok(Handle { conn, deadline })
 }
 
 #[async_trait]
@@ -226,7 +258,7 @@ impl Backend for SqliteBackend {
     }
 }
 
-pub struct SqliteConn(OwnedMutexGuard<Connection>);
+pub struct SqliteConn(OwnedMutexGuard<Handle>);
 
 /// A ddb value bound as a SQLite parameter (bools as 0/1), as the store binds it.
 pub struct Param<'a>(pub &'a Value);
@@ -268,7 +300,7 @@ fn read_value(v: ValueRef<'_>, ty: ColumnType) -> Result<Value, DdbError> {
 #[async_trait]
 impl SqlConn for SqliteConn {
     async fn exec(&mut self, st: &Statement) -> Result<u64, DdbError> {
-        let mut stmt = self.0.prepare_cached(&st.sql).map_err(sqlite_err)?;
+        let mut stmt = self.0.conn.prepare_cached(&st.sql).map_err(sqlite_err)?;
         let params: Vec<Param<'_>> = st.params.iter().map(Param).collect();
         let n = stmt
             .execute(rusqlite::params_from_iter(params.iter()))
@@ -283,7 +315,7 @@ impl SqlConn for SqliteConn {
     ) -> Result<Vec<Vec<Value>>, DdbError> {
         let mut out = Vec::new();
         let params: Vec<Param<'_>> = st.params.iter().map(Param).collect();
-        let mut stmt = self.0.prepare_cached(&st.sql).map_err(sqlite_err)?;
+        let mut stmt = self.0.conn.prepare_cached(&st.sql).map_err(sqlite_err)?;
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter()))
             .map_err(sqlite_err)?;
@@ -299,33 +331,43 @@ impl SqlConn for SqliteConn {
 
     async fn for_each_row(
         &mut self,
-        sql: &str,
+        st: &Statement,
         types: &[ColumnType],
-        sink: &mut (dyn for<'r> FnMut(&'r [Value]) + Send),
+        sink: &mut RowSink<'_>,
     ) -> Result<(), DdbError> {
-        let mut stmt = self.0.prepare(sql).map_err(sqlite_err)?;
-        let mut rows = stmt.query([]).map_err(sqlite_err)?;
+        let params: Vec<Param<'_>> = st.params.iter().map(Param).collect();
+        let mut stmt = self.0.conn.prepare_cached(&st.sql).map_err(sqlite_err)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(sqlite_err)?;
         let mut values = Vec::with_capacity(types.len());
         while let Some(row) = rows.next().map_err(sqlite_err)? {
             values.clear();
             for (i, ty) in types.iter().enumerate() {
                 values.push(read_value(row.get_ref(i).map_err(sqlite_err)?, *ty)?);
             }
-            sink(&values);
+            if !sink(&values)? {
+                break;
+            }
         }
         Ok(())
     }
 
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        let at = deadline.map_or(0, nanos_since_epoch);
+        self.0.deadline.store(at, Ordering::Relaxed);
+    }
+
     async fn batch(&mut self, sql: &str) -> Result<(), DdbError> {
-        self.0.execute_batch(sql).map_err(sqlite_err)
+        self.0.conn.execute_batch(sql).map_err(sqlite_err)
     }
 }
 
 impl Drop for SqliteConn {
     fn drop(&mut self) {
         // A transaction abandoned mid-way (a cancelled task) must not leak into the next user.
-        if !self.0.is_autocommit() {
-            let _ = self.0.execute_batch("ROLLBACK");
+        if !self.0.conn.is_autocommit() {
+            let _ = self.0.conn.execute_batch("ROLLBACK");
         }
     }
 }
@@ -343,6 +385,7 @@ fn sqlite_err(e: rusqlite::Error) -> DdbError {
                 C::ConstraintViolation => DdbError::new(ErrorCode::Constraint, message),
                 C::DatabaseBusy | C::DatabaseLocked => DdbError::unavailable(message),
                 C::TooBig => DdbError::too_large(message),
+                C::OperationInterrupted => deadline_passed(),
                 _ => DdbError::internal(message),
             }
         }

@@ -7,10 +7,11 @@
 use ddb::log::LogEntry;
 use ddb::op::{
     parse_insert_fast, parse_op, parse_request, parse_request_general, Limits, Op, ReadOp,
-    TableSchema, WriteOp,
+    IndexDef, Search, TableSchema, WriteOp,
 };
-use ddb::sql::{Dialect, Statement};
-use ddb::value::Value;
+use ddb::sql::paging::{fingerprint, total_order};
+use ddb::sql::{Cursor, Dialect, Statement};
+use ddb::value::{ColumnType, Value};
 use ddb::{ErrorCode, Name};
 use rusqlite::{Connection, ToSql};
 
@@ -74,7 +75,7 @@ pub fn op_parser(data: &[u8]) {
     });
     assert_eq!(writer, "fuzz");
     assert_eq!(ops.len(), 1);
-    assert_eq!(&ops[0].op, op);
+    assert_eq!(&*ops[0].op, op);
     assert_eq!(ops[0].op_id, request.op_id);
 }
 
@@ -109,9 +110,9 @@ fn fixed_schemas() -> Vec<TableSchema> {
     .collect()
 }
 
-/// Checks a generated statement's shape in either dialect: one placeholder per parameter,
-/// numbered in order, no NULL among the parameters (it is written as a literal), and nothing
-/// outside printable ASCII in the text (values never enter it).
+/// Checks a generated statement's shape in either dialect: placeholders numbered 1..n for n
+/// parameters, each used at least once, no NULL among the parameters (it is written as a
+/// literal), and nothing outside printable ASCII in the text (values never enter it).
 fn check_shape(d: Dialect, st: &Statement) {
     let sql = &st.sql;
     assert!(
@@ -122,19 +123,26 @@ fn check_shape(d: Dialect, st: &Statement) {
         Dialect::Sqlite => "?",
         Dialect::Mssql => "@P",
     };
-    let found = sql.matches(marker).count();
+    // Every placeholder names a parameter, and every parameter is used (a value may be used
+    // more than once: a cursor binds each of its values once and repeats the placeholder).
+    let mut used = std::collections::BTreeSet::new();
+    for (at, _) in sql.match_indices(marker) {
+        let digits: String = sql[at + marker.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let n: usize = digits
+            .parse()
+            .unwrap_or_else(|_| panic!("{d:?}: unnumbered placeholder in {sql}"));
+        used.insert(n);
+    }
+    let want: std::collections::BTreeSet<usize> = (1..=st.params.len()).collect();
     assert_eq!(
-        found,
-        st.params.len(),
-        "{d:?}: {sql} has {found} placeholders for {} params",
+        used,
+        want,
+        "{d:?}: {sql} uses placeholders {used:?} for {} params",
         st.params.len()
     );
-    for n in 1..=st.params.len() {
-        assert!(
-            sql.contains(&format!("{marker}{n}")),
-            "{d:?}: {sql} lacks {marker}{n}"
-        );
-    }
     assert!(
         !st.params.iter().any(Value::is_null),
         "NULL bound as a parameter in {sql}"
@@ -235,9 +243,9 @@ pub fn sql_gen(data: &[u8]) {
                 Op::Read(ReadOp::Search(s)) => d
                     .select(schema, s)
                     .ok()
-                    .map(|(cols, st)| {
-                        assert!(!cols.is_empty());
-                        (st, true)
+                    .map(|plan| {
+                        assert!(!plan.columns.is_empty());
+                        (plan.statement, true)
                     })
                     .into_iter()
                     .collect(),
@@ -258,10 +266,201 @@ pub fn sql_gen(data: &[u8]) {
             }
         }
     }
+    if let Op::Write(op) = &request.op {
+        for schema in &schemas {
+            schema_op(op, schema);
+        }
+    }
     // Names that made it through validation are safe to quote on both engines.
     let db: &Name = request.op.db();
     assert!(db
         .as_str()
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+}
+
+/// A SEARCH's page statement, and the statements of its next pages: the same SEARCH resumed
+/// after cursors ddb would write (values of every type and NULL, with and without a skip), so
+/// that the keyset clause is checked too. A cursor a fuzzed `after` holds is refused or read.
+fn search_statements(d: Dialect, schema: &TableSchema, s: &Search) -> Vec<(Statement, bool)> {
+    let Ok(plan) = d.select(schema, s) else {
+        return Vec::new();
+    };
+    assert!(!plan.columns.is_empty());
+    let mut out = vec![(plan.statement, true)];
+    let Ok(order) = total_order(schema, s) else {
+        return out;
+    };
+    let fp = fingerprint(s, &order);
+    let sample = |ty: ColumnType, null: bool| match (null, ty) {
+        (true, _) => Value::Null,
+        (false, ColumnType::Int) => Value::Int(-3),
+        (false, ColumnType::Float) => Value::Float(0.5),
+        (false, ColumnType::String) => Value::Str("m'\"]".into()),
+        (false, ColumnType::Bool) => Value::Bool(true),
+    };
+    for (nulls, skip) in [(false, 0), (true, 0), (false, 2)] {
+        let cursor = Cursor {
+            values: order
+                .iter()
+                .enumerate()
+                .map(|(i, k)| sample(k.ty, nulls && i % 2 == 0))
+                .collect(),
+            skip,
+        };
+        let mut next = s.clone();
+        next.after = Some(cursor.encode(&fp));
+        next.limit = Some(next.limit.unwrap_or(10));
+        let plan = d
+            .select(schema, &next)
+            .unwrap_or_else(|e| panic!("a cursor ddb wrote is refused ({e}) for {next:?}"));
+        assert_eq!(plan.cursor.as_ref(), Some(&cursor), "cursor does not read back");
+        out.push((plan.statement, true));
+    }
+    out
+}
+
+/// The schema ops (CREATE_INDEX, DROP_INDEX, DROP_TABLE, ADD_COLUMN) against `schema`: their
+/// DDL and schema-table statements are well formed in both dialects and SQLite runs them, on
+/// a fresh copy of the table, without any error other than a unique constraint.
+fn schema_op(op: &WriteOp, schema: &TableSchema) {
+    let ddl_ok = |d: Dialect, sql: &str| {
+        assert!(
+            sql.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "non-ASCII or control character in DDL: {sql:?}"
+        );
+        let (open, close) = match d {
+            Dialect::Sqlite => ('"', '"'),
+            Dialect::Mssql => ('[', ']'),
+        };
+        if open == close {
+            assert_eq!(sql.matches(open).count() % 2, 0, "unbalanced quotes in {sql}");
+        } else {
+            assert_eq!(
+                sql.matches(open).count(),
+                sql.matches(close).count(),
+                "unbalanced brackets in {sql}"
+            );
+        }
+    };
+    let run_ddl = |conn: &Connection, sql: &str| {
+        if let Err(e) = conn.execute_batch(sql) {
+            assert!(is_constraint(&e), "SQLite refuses generated DDL {sql}: {e}");
+        }
+    };
+    let with_index = |index: &IndexDef| {
+        let mut after = schema.clone();
+        after.indexes.push(index.clone());
+        after
+    };
+    match op {
+        WriteOp::CreateIndex { index, .. } => {
+            if index.columns.iter().any(|c| schema.column(c.as_str()).is_none()) {
+                return;
+            }
+            let after = with_index(index);
+            let conn = sqlite_with(schema);
+            for d in [Dialect::Sqlite, Dialect::Mssql] {
+                let create = d.create_index(schema, index);
+                let drop = d.drop_index(schema, index);
+                for sql in create.iter().chain(&drop) {
+                    ddl_ok(d, sql);
+                }
+                check_shape(d, &d.update_spec(&after));
+                if let Some(check) = d.too_long_for_index(&after, index) {
+                    check_shape(d, &check);
+                    if d == Dialect::Sqlite {
+                        run(&conn, &check, true)
+                            .unwrap_or_else(|e| panic!("SQLite refuses {}: {e}", check.sql));
+                    }
+                }
+                if d == Dialect::Sqlite {
+                    for sql in create.iter().chain(&drop) {
+                        run_ddl(&conn, sql);
+                    }
+                }
+            }
+        }
+        WriteOp::DropIndex { index, .. } => {
+            // Drop an index of that name on the table's first column.
+            let def = IndexDef {
+                name: index.clone(),
+                columns: vec![schema.columns[0].name.clone()],
+                unique: false,
+            };
+            let conn = sqlite_with(schema);
+            for d in [Dialect::Sqlite, Dialect::Mssql] {
+                let create = d.create_index(schema, &def);
+                let drop = d.drop_index(schema, &def);
+                for sql in create.iter().chain(&drop) {
+                    ddl_ok(d, sql);
+                }
+                if d == Dialect::Sqlite {
+                    for sql in create.iter().chain(&drop) {
+                        run_ddl(&conn, sql);
+                    }
+                }
+            }
+        }
+        WriteOp::DropTable { .. } => {
+            let conn = sqlite_with(schema);
+            for d in [Dialect::Sqlite, Dialect::Mssql] {
+                let sql = d.drop_table(&schema.name);
+                ddl_ok(d, &sql);
+                check_shape(d, &d.delete_spec(&schema.name));
+                if d == Dialect::Sqlite {
+                    run_ddl(&conn, &sql);
+                }
+            }
+        }
+        WriteOp::AddColumn { columns, .. } => {
+            let spec = TableSchema {
+                name: schema.name.clone(),
+                columns: columns.clone(),
+                primary_key: Vec::new(),
+                indexes: Vec::new(),
+            };
+            // A column the table already has is refused (the store checks it the same way).
+            let Ok(added) = schema.parse_new_columns(&spec.columns_json()) else {
+                return;
+            };
+            let mut after = schema.clone();
+            after.columns.extend(added.iter().cloned());
+            let conn = sqlite_with(schema);
+            for d in [Dialect::Sqlite, Dialect::Mssql] {
+                let alter = d.add_columns(&schema.name, &added);
+                for sql in &alter {
+                    ddl_ok(d, sql);
+                }
+                check_shape(d, &d.update_spec(&after));
+                if d == Dialect::Sqlite {
+                    for sql in &alter {
+                        run_ddl(&conn, sql);
+                    }
+                    // The wider table takes a row that sets the new columns to NULL.
+                    let row: Vec<(Name, ddb::value::Scalar)> = after
+                        .columns
+                        .iter()
+                        .filter(|c| after.refuses_null(c) || added.iter().any(|a| a.name == c.name))
+                        .map(|c| {
+                            let v = match (after.refuses_null(c), c.ty) {
+                                (false, _) => ddb::value::Scalar::Null,
+                                (true, ColumnType::String) => ddb::value::Scalar::Str("k2".into()),
+                                (true, ColumnType::Bool) => ddb::value::Scalar::Bool(false),
+                                (true, _) => ddb::value::Scalar::Int(2),
+                            };
+                            (c.name.clone(), v)
+                        })
+                        .collect();
+                    if let Ok(st) = d.insert(&after, &row) {
+                        check_shape(d, &st);
+                        if let Err(e) = run(&conn, &st, false) {
+                            assert!(is_constraint(&e), "SQLite refuses {}: {e}", st.sql);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
 }

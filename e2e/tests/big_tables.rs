@@ -1,0 +1,624 @@
+//! Big tables end to end: real nats-server, real `ddb-master` and `ddb-slave` binaries, a
+//! table of hundreds of thousands of rows.
+//!
+//! - A master answering whole-table SEARCHes back to back keeps its heartbeat rhythm and its
+//!   write latency: store calls run on the store's own threads, and a SEARCH whose reply
+//!   would pass max_payload stops reading at once (`too_large`).
+//! - Paging with `limit` + `after` (each reply's `next`) visits every row once, on the master
+//!   and on a slave, while a writer inserts rows before and after the cursor.
+//! - The schema ops (CREATE_INDEX, DROP_INDEX, ADD_COLUMN, DROP_TABLE) replicate, and their
+//!   errors come back typed.
+//!
+//! `DDB_BIG_ROWS` sets the table size (default [`DEFAULT_ROWS`]); `DDB_BIG_SEED` repeats a
+//! run's random row ids.
+
+use ddb::heartbeat::Mode;
+use ddb::ErrorCode;
+use ddb_e2e::*;
+use futures::StreamExt;
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Rows of the big table unless `DDB_BIG_ROWS` says otherwise. Debug binaries load about
+/// 25,000 rows/s on a 2-core machine (see the report printed by the test), so 300,000 rows
+/// cost ~12 s of loading and ~1 min for the whole test: 15 times more than one whole-table
+/// SEARCH may return under the default 1 MiB max_payload (~25,000 rows), 30 pages of 10,000.
+const DEFAULT_ROWS: i64 = 300_000;
+/// Rows per INSERT while loading.
+const CHUNK: i64 = 10_000;
+/// Rows per page when paging.
+const PAGE: u64 = 10_000;
+
+fn big_rows() -> i64 {
+    std::env::var("DDB_BIG_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n: &i64| *n > 0)
+        .unwrap_or(DEFAULT_ROWS)
+}
+
+/// Every row of `db.t` has `v = "v<id>"` and `n = id % 7`, whoever wrote it.
+fn row_json(id: i64) -> String {
+    format!(r#"{{"id":{id},"v":"v{id}","n":{}}}"#, id % 7)
+}
+
+fn check_row(row: &serde_json::Map<String, Json>) -> i64 {
+    let id = row["id"].as_i64().expect("id");
+    assert_eq!(row["v"], json!(format!("v{id}")), "row {row:?}");
+    assert_eq!(row["n"], json!(id % 7), "row {row:?}");
+    id
+}
+
+fn pct(v: &mut [Duration], q: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort_unstable();
+    v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// Loads `rows` rows with the even ids `0, 2, ..., 2 * (rows - 1)` in INSERTs of [`CHUNK`]
+/// rows, three in flight; returns the last seq.
+async fn load_big_table(c: &Cluster, db: &str, rows: i64) -> u64 {
+    create_table(c, db).await;
+    let client = c.client.clone().with_timeout(Duration::from_secs(120));
+    let chunks = (rows + CHUNK - 1) / CHUNK;
+    let started = Instant::now();
+    let replies: Vec<_> = within(
+        1800,
+        "loading the big table",
+        futures::stream::iter(0..chunks)
+            .map(|k| {
+                let client = client.clone();
+                let from = k * CHUNK;
+                let to = ((k + 1) * CHUNK).min(rows);
+                let data: Vec<String> = (from..to).map(|i| row_json(2 * i)).collect();
+                let body = format!(
+                    r#"{{"op":"INSERT","db":"{db}","table":"t","data":[{}]}}"#,
+                    data.join(",")
+                );
+                async move { (to - from, client.request_raw(&writer(), body.into_bytes()).await) }
+            })
+            .buffer_unordered(3)
+            .collect(),
+    )
+    .await;
+    let mut seq = 0;
+    for (n, r) in replies {
+        let r = r.unwrap_or_else(|e| panic!("a {n}-row INSERT failed: {e}"));
+        assert!(r.ok, "a {n}-row INSERT was refused: {:?}", r.error);
+        assert_eq!(r.affected, Some(n as u64));
+        seq = seq.max(r.seq.expect("seq"));
+    }
+    let took = started.elapsed();
+    eprintln!(
+        "[big] loaded {rows} rows in {chunks} INSERTs of {CHUNK} on the master in {:.1} s ({:.0} rows/s), last seq {seq}",
+        took.as_secs_f64(),
+        rows as f64 / took.as_secs_f64()
+    );
+    let started = Instant::now();
+    c.wait_applied("slave1", seq).await;
+    c.wait_applied("slave2", seq).await;
+    eprintln!(
+        "[big] both slaves applied it {:.1} s later",
+        started.elapsed().as_secs_f64()
+    );
+    seq
+}
+
+/// Every heartbeat that arrives: node, mode, its announced interval, arrival time.
+struct Beats {
+    seen: Arc<Mutex<Vec<(String, Mode, u64, Instant)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Beats {
+    async fn record(c: &Cluster) -> Beats {
+        let mut stream = within(10, "subscribe to ddb.hb.>", c.client.heartbeats())
+            .await
+            .expect("heartbeats");
+        let seen: Arc<Mutex<Vec<(String, Mode, u64, Instant)>>> = Arc::default();
+        let sink = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Some(hb) = stream.next().await {
+                let at = Instant::now();
+                sink.lock()
+                    .unwrap()
+                    .push((hb.node, hb.mode, hb.interval_ms, at));
+            }
+        });
+        Beats { seen, task }
+    }
+
+    fn count_after(&self, node: &str, since: Instant) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _, _, at)| n == node && *at > since)
+            .count()
+    }
+
+    /// Waits until every node sent a heartbeat after `since`.
+    async fn wait_after(&self, nodes: &[&str], since: Instant) {
+        within(30, "heartbeats after the window", async {
+            while nodes.iter().any(|n| self.count_after(n, since) == 0) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    /// Arrival times of `node`'s heartbeats, its modes and its announced interval.
+    fn of(&self, node: &str) -> (Vec<Instant>, BTreeSet<String>, u64) {
+        let seen = self.seen.lock().unwrap();
+        let mine: Vec<_> = seen.iter().filter(|(n, ..)| n == node).collect();
+        let modes = mine.iter().map(|(_, m, ..)| format!("{m:?}")).collect();
+        let interval = mine.iter().map(|(_, _, i, _)| *i).max().unwrap_or(0);
+        (mine.iter().map(|(.., at)| *at).collect(), modes, interval)
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
+
+fn max_gap(times: &[Instant]) -> Duration {
+    times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(Duration::MAX)
+}
+
+/// What one whole-table SEARCH got.
+#[derive(Debug)]
+enum Answer {
+    Rows(usize),
+    TooLarge(String),
+    Other(String),
+}
+
+/// One client INSERTs one row every `every` through `ddb.ops` until `stop`; returns the
+/// latency of each write and the failures.
+async fn steady_writer(
+    client: DdbClient,
+    db: String,
+    ids: impl Iterator<Item = i64>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Duration>, Vec<String>, BTreeSet<i64>, u64) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut lat, mut failed, mut acked, mut seq) = (Vec::new(), Vec::new(), BTreeSet::new(), 0);
+    for id in ids {
+        tick.tick().await;
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let body = format!(
+            r#"{{"op":"INSERT","db":"{db}","table":"t","data":{}}}"#,
+            row_json(id)
+        );
+        let t = Instant::now();
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            client.request_raw(&writer(), body.into_bytes()),
+        )
+        .await
+        {
+            Ok(Ok(r)) if r.ok => {
+                lat.push(t.elapsed());
+                acked.insert(id);
+                seq = seq.max(r.seq.unwrap_or(0));
+            }
+            Ok(Ok(r)) => failed.push(format!("insert {id}: {:?}", r.error)),
+            Ok(Err(e)) => failed.push(format!("insert {id}: {e}")),
+            Err(_) => failed.push(format!("insert {id}: no reply within 5 s")),
+        }
+    }
+    (lat, failed, acked, seq)
+}
+
+/// Phase a: 10 s of whole-table SEARCHes on the master, back to back, while one client
+/// writes a row every 20 ms and every heartbeat is recorded. Returns the writer's ids and
+/// its last seq.
+async fn busy_master(c: &Cluster, db: &str) -> (BTreeSet<i64>, u64) {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let beats = Beats::record(c).await;
+    let nodes = ["master", "slave1", "slave2"];
+    let armed = Instant::now();
+    beats.wait_after(&nodes, armed).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let writes = tokio::spawn(steady_writer(
+        c.client.clone(),
+        db.to_owned(),
+        (1..).map(|k| -k),
+        Duration::from_millis(20),
+        stop.clone(),
+    ));
+    let whole = json!({"op":"SEARCH","db":db,"table":"t","condition":{}});
+    let mut searches: Vec<(Duration, Answer)> = Vec::new();
+    while started.elapsed() < WINDOW {
+        let t = Instant::now();
+        let answer = match tokio::time::timeout(
+            Duration::from_secs(5),
+            c.client.request(&node("master"), &whole),
+        )
+        .await
+        {
+            Ok(Ok(r)) if r.ok => Answer::Rows(r.rows.map_or(0, |rows| rows.len())),
+            Ok(Ok(r)) => match r.error {
+                Some(e) if e.code == ErrorCode::TooLarge => Answer::TooLarge(e.message),
+                other => Answer::Other(format!("{other:?}")),
+            },
+            Ok(Err(e)) => Answer::Other(e.to_string()),
+            Err(_) => Answer::Other("no reply within 5 s".into()),
+        };
+        searches.push((t.elapsed(), answer));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (mut lat, failed, acked, seq) = within(30, "the writer to stop", writes)
+        .await
+        .expect("writer task");
+    let ended = Instant::now();
+    beats.wait_after(&nodes, ended).await;
+
+    // Heartbeats: nobody changed mode; the master's never paused.
+    let mut report = Vec::new();
+    for n in nodes {
+        let (times, modes, interval) = beats.of(n);
+        let want = if n == "master" { "Master" } else { "Replica" };
+        assert_eq!(
+            modes,
+            BTreeSet::from([want.to_owned()]),
+            "{n} changed mode while the master was busy"
+        );
+        let gap = max_gap(&times);
+        report.push(format!(
+            "{n}: {} heartbeats, every one {want}, longest gap {gap:?} (interval {interval} ms)",
+            times.len()
+        ));
+        if n == "master" {
+            assert!(times.len() >= 10, "too few master heartbeats: {}", times.len());
+            assert!(
+                gap <= Duration::from_millis(2 * interval),
+                "the master's heartbeats paused for {gap:?} (interval {interval} ms)"
+            );
+        }
+    }
+    beats.stop();
+
+    // The writer: every write acknowledged, p99 within 250 ms.
+    let writes = lat.len();
+    let (p50, p99, max) = (
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+        pct(&mut lat, 1.0),
+    );
+    // The SEARCHes: each answered, rows or too_large naming limit and after, within 1 s.
+    let mut took: Vec<Duration> = searches.iter().map(|(d, _)| *d).collect();
+    let too_large = searches
+        .iter()
+        .filter(|(_, a)| matches!(a, Answer::TooLarge(_)))
+        .count();
+    eprintln!(
+        "[big] busy master, {WINDOW:?}: {} whole-table SEARCHes ({too_large} too_large), latency p50 {:?} max {:?}; writer {writes} INSERTs every 20 ms, latency p50 {p50:?} p99 {p99:?} max {max:?}, {} failed\n[big]   {}",
+        searches.len(),
+        pct(&mut took, 0.5),
+        pct(&mut took, 1.0),
+        failed.len(),
+        report.join("\n[big]   ")
+    );
+    assert!(failed.is_empty(), "writes failed: {failed:?}");
+    assert!(writes >= 100, "only {writes} writes in {WINDOW:?}");
+    assert!(
+        p99 <= Duration::from_millis(250),
+        "writer p99 {p99:?} (p50 {p50:?}, max {max:?})"
+    );
+    assert!(searches.len() >= 5, "only {} SEARCHes", searches.len());
+    for (d, a) in &searches {
+        match a {
+            Answer::Rows(_) => {}
+            Answer::TooLarge(m) => assert!(
+                m.contains("limit") && m.contains("after"),
+                "too_large does not name limit and after: {m}"
+            ),
+            Answer::Other(e) => panic!("a whole-table SEARCH failed: {e}"),
+        }
+        assert!(
+            *d <= Duration::from_secs(1),
+            "a whole-table SEARCH took {d:?} ({a:?})"
+        );
+    }
+    (acked, seq)
+}
+
+/// One SEARCH paged to the end with `limit` [`PAGE`] and `after`, on `node_name`.
+struct Paged {
+    ids: Vec<i64>,
+    pages: usize,
+    took: Duration,
+    slowest: Duration,
+}
+
+async fn page_through(client: DdbClient, node_name: &str, db: &str, min_seq: u64) -> Paged {
+    let started = Instant::now();
+    let (mut ids, mut pages, mut slowest) = (Vec::new(), 0usize, Duration::ZERO);
+    let mut after: Option<String> = None;
+    loop {
+        let mut req = json!({"op":"SEARCH","db":db,"table":"t","limit":PAGE,"min_seq":min_seq});
+        if let Some(a) = &after {
+            req["after"] = json!(a);
+        }
+        let t = Instant::now();
+        let r = within(
+            30,
+            &format!("page {pages} on {node_name}"),
+            client.request(&node(node_name), &req),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("page {pages} on {node_name}: {e}"));
+        slowest = slowest.max(t.elapsed());
+        assert!(r.ok, "page {pages} on {node_name}: {:?}", r.error);
+        let rows = r.rows.expect("rows");
+        assert!(rows.len() as u64 <= PAGE, "a page of {} rows", rows.len());
+        pages += 1;
+        ids.extend(rows.iter().map(check_row));
+        match r.next {
+            Some(next) => {
+                assert_eq!(
+                    rows.len() as u64,
+                    PAGE,
+                    "page {pages} on {node_name}: a short page with a next"
+                );
+                after = Some(next);
+            }
+            None => break,
+        }
+        assert!(pages < 10_000, "paging on {node_name} does not end");
+    }
+    Paged {
+        ids,
+        pages,
+        took: started.elapsed(),
+        slowest,
+    }
+}
+
+/// Phase b: page through the table on the master and on slave1 at once while a writer
+/// inserts rows with odd ids all over the key range (before and after the cursors).
+async fn paging_while_writing(c: &Cluster, db: &str, originals: &BTreeSet<i64>, seq: u64) -> u64 {
+    let span = *originals.last().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let writer_task = {
+        let (client, db, stop, sent) = (c.client.clone(), db.to_owned(), stop.clone(), sent.clone());
+        let mut rng = Rng::from_env("DDB_BIG_SEED", "big_tables");
+        tokio::spawn(async move {
+            let (mut acked, mut failed, mut seq) = (0u64, Vec::new(), 0u64);
+            while !stop.load(Ordering::SeqCst) {
+                // Ten new rows per INSERT, odd ids anywhere in the range.
+                let mut batch = Vec::new();
+                {
+                    let mut sent = sent.lock().unwrap();
+                    while batch.len() < 10 {
+                        let id = 2 * rng.range(0, (span / 2) as u64) as i64 + 1;
+                        if sent.insert(id) {
+                            batch.push(row_json(id));
+                        }
+                    }
+                }
+                let body = format!(
+                    r#"{{"op":"INSERT","db":"{db}","table":"t","data":[{}]}}"#,
+                    batch.join(",")
+                );
+                match client.request_raw(&writer(), body.into_bytes()).await {
+                    Ok(r) if r.ok => {
+                        acked += 10;
+                        seq = seq.max(r.seq.unwrap_or(0));
+                    }
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (acked, failed, seq)
+        })
+    };
+    let (on_master, on_slave) = tokio::join!(
+        page_through(c.client.clone(), "master", db, seq),
+        page_through(c.client.clone(), "slave1", db, seq),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let (acked, failed, last_seq) = within(60, "the paging writer to stop", writer_task)
+        .await
+        .expect("writer task");
+    assert!(failed.is_empty(), "writes failed while paging: {failed:?}");
+    let sent = sent.lock().unwrap().clone();
+    for (name, p) in [("master", &on_master), ("slave1", &on_slave)] {
+        // Keyset order on the key: strictly increasing means no row came twice.
+        if let Some(w) = p.ids.windows(2).find(|w| w[0] >= w[1]) {
+            panic!("paging on {name} went back or repeated: {} then {}", w[0], w[1]);
+        }
+        let seen: BTreeSet<i64> = p.ids.iter().copied().collect();
+        let missing: Vec<_> = originals.difference(&seen).take(10).collect();
+        assert!(
+            missing.is_empty(),
+            "paging on {name} missed {} original rows, e.g. {missing:?}",
+            originals.difference(&seen).count()
+        );
+        let new = seen.len() - originals.len();
+        assert!(
+            seen.iter().all(|id| originals.contains(id) || sent.contains(id)),
+            "paging on {name} returned a row nobody wrote"
+        );
+        eprintln!(
+            "[big] paging on {name}: {} pages of up to {PAGE} in {:.1} s ({:.0} rows/s, slowest page {:?}): every one of {} original rows once, {new} rows written meanwhile seen, none twice",
+            p.pages,
+            p.took.as_secs_f64(),
+            p.ids.len() as f64 / p.took.as_secs_f64(),
+            p.slowest,
+            originals.len()
+        );
+    }
+    eprintln!("[big] the writer inserted {acked} rows while paging");
+    assert!(acked > 0, "the writer inserted nothing while paging");
+    last_seq.max(seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_master_keeps_its_rhythm_then_paging_visits_every_row_once_on_master_and_slave() {
+    let started = Instant::now();
+    let rows = big_rows();
+    let c = Cluster::start(2).await;
+    let db = "big";
+    let seq = load_big_table(&c, db, rows).await;
+
+    // a_busy_master_keeps_its_rhythm
+    let (written, wseq) = busy_master(&c, db).await;
+
+    // paging_visits_every_row_once_on_master_and_slave: every row there now is an original.
+    let mut originals: BTreeSet<i64> = (0..rows).map(|i| 2 * i).collect();
+    originals.extend(&written);
+    let seq = paging_while_writing(&c, db, &originals, seq.max(wseq)).await;
+
+    // And the three nodes hold the same table.
+    let t = Instant::now();
+    let sums = c
+        .assert_converged(&["master", "slave1", "slave2"], db, seq)
+        .await;
+    eprintln!(
+        "[big] checksums equal on the three nodes ({:.1} s): {sums}; test took {:.1} s",
+        t.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Asserts a reply is the typed error `code`.
+#[track_caller]
+fn assert_code(r: &ddb::Reply, code: ErrorCode, what: &str) {
+    assert_eq!(
+        r.error.as_ref().map(|e| e.code),
+        Some(code),
+        "{what}: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schema_ops_replicate() {
+    let mut c = Cluster::start(2).await;
+    let all = ["master", "slave1", "slave2"];
+    create_table(&c, "sch").await;
+    c.ok(&writer(), json!({"op":"CREATE_TABLE","db":"sch","table":"other","data":{"k":"string","x":"int"},"primary_key":"k"}))
+        .await;
+    let rows: Vec<Json> = (1..=50)
+        .map(|i| json!({"id":i,"v":format!("v{}", i % 10),"n":i}))
+        .collect();
+    let mut seq = c
+        .ok(&writer(), json!({"op":"INSERT","db":"sch","table":"t","data":rows}))
+        .await
+        .seq
+        .unwrap();
+    let before = c.assert_converged(&all, "sch", seq).await;
+    // slave2 is down for half of the schema ops: it catches up through the log.
+    assert!(c.stop("slave2"));
+
+    let ops = [
+        json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"by_v","columns":["v"]}),
+        json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"by_n_v","columns":["n","v"],"unique":true}),
+        json!({"op":"CREATE_INDEX","db":"sch","table":"other","index":"by_x","columns":["x"],"unique":false}),
+        json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"age":"int","email":{"type":"string"}}}),
+        json!({"op":"INSERT","db":"sch","table":"t","data":{"id":51,"v":"new","n":51,"age":30,"email":"a@b"}}),
+        json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"by_email","columns":["email","age"]}),
+        json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"by_v"}),
+        json!({"op":"DROP_TABLE","db":"sch","table":"other"}),
+        // The dropped table's index name is free again.
+        json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"by_x","columns":["age"]}),
+    ];
+    for (i, op) in ops.iter().enumerate() {
+        let r = c.ok(&writer(), op.clone()).await;
+        assert_eq!(r.node, "master");
+        if op["op"] != "INSERT" {
+            assert_eq!(r.affected, Some(0), "{op}");
+        }
+        assert!(r.seq.unwrap() > seq, "{op}: seq {:?} after {seq}", r.seq);
+        seq = r.seq.unwrap();
+        if i == 3 {
+            c.start_node("slave2", false);
+        }
+    }
+    c.wait_mode("slave2", Mode::Replica).await;
+    let after = c.assert_converged(&all, "sch", seq).await;
+    eprintln!("[schema] checksums before {before}\n[schema] and after the schema ops, equal on {all:?}: {after}");
+    assert_ne!(before, after);
+    assert_eq!(after.as_array().unwrap().len(), 1, "other was dropped: {after}");
+
+    // Every node reads the new columns, in table order, and no longer knows `other`.
+    for n in all {
+        let r = c
+            .ok(&node(n), json!({"op":"SEARCH","db":"sch","table":"t","condition":{"id":{"$in":[1,51]}},"min_seq":seq}))
+            .await;
+        assert_eq!(
+            serde_json::to_value(r.rows).unwrap(),
+            json!([{"id":1,"v":"v1","n":1,"age":null,"email":null},{"id":51,"v":"new","n":51,"age":30,"email":"a@b"}]),
+            "on {n}"
+        );
+        let r = c
+            .req(&node(n), json!({"op":"SEARCH","db":"sch","table":"other","min_seq":seq}))
+            .await;
+        assert_code(&r, ErrorCode::TableNotFound, &format!("SEARCH of the dropped table on {n}"));
+    }
+
+    // An index alone changes the checksum (a node missing one would show).
+    let r = c
+        .ok(&writer(), json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"by_age_n","columns":["age","n"]}))
+        .await;
+    let with_index = c.assert_converged(&all, "sch", r.seq.unwrap()).await;
+    assert_ne!(with_index, after, "an index changed no checksum");
+    let r = c
+        .ok(&writer(), json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"by_age_n"}))
+        .await;
+    seq = r.seq.unwrap();
+    assert_eq!(c.assert_converged(&all, "sch", seq).await, after);
+
+    // Typed errors, from the writer; the log does not move.
+    let refused = [
+        (json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"by_n_v","columns":["id"]}), ErrorCode::IndexExists),
+        (json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"BY_N_V","columns":["id"]}), ErrorCode::IndexExists),
+        (json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"by_v"}), ErrorCode::IndexNotFound),
+        (json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"nosuch"}), ErrorCode::IndexNotFound),
+        (json!({"op":"DROP_TABLE","db":"sch","table":"other"}), ErrorCode::TableNotFound),
+        (json!({"op":"CREATE_INDEX","db":"sch","table":"other","index":"ix","columns":["x"]}), ErrorCode::TableNotFound),
+        (json!({"op":"ADD_COLUMN","db":"sch","table":"other","data":{"y":"int"}}), ErrorCode::TableNotFound),
+        (json!({"op":"DROP_INDEX","db":"sch","table":"other","index":"by_x"}), ErrorCode::TableNotFound),
+        (json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"ix","columns":["nosuch"]}), ErrorCode::ColumnNotFound),
+        (json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"u_v","columns":["v"],"unique":true}), ErrorCode::Constraint),
+        (json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"age":"int"}}), ErrorCode::BadRequest),
+        (json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"AGE":"float"}}), ErrorCode::BadRequest),
+        (json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"z":{"type":"int","not_null":true}}}), ErrorCode::BadRequest),
+        (json!({"op":"DROP_TABLE","db":"nodb","table":"t"}), ErrorCode::DbNotFound),
+    ];
+    for (op, code) in refused {
+        let r = c.req(&writer(), op.clone()).await;
+        assert_code(&r, code, &op.to_string());
+        let message = &r.error.as_ref().unwrap().message;
+        if code == ErrorCode::BadRequest && op["data"].get("z").is_none() {
+            assert!(message.contains("already exists"), "{op}: {message}");
+        }
+        if code == ErrorCode::BadRequest && op["data"].get("z").is_some() {
+            assert!(message.contains("nullable"), "{op}: {message}");
+        }
+        // A slave refuses the write before looking at it.
+        let r = c.req(&node("slave1"), op.clone()).await;
+        assert_code(&r, ErrorCode::ReadOnly, &format!("{op} on slave1"));
+    }
+    assert_eq!(c.assert_converged(&all, "sch", seq).await, after);
+    for n in all {
+        assert!(c.is_running(n), "{n} is running");
+        assert!(c.heartbeat(n).unwrap().broken.is_empty(), "{n} reports a broken database");
+    }
+}

@@ -1,0 +1,263 @@
+//! Every store call runs on threads the store owns, never on the node's event loop: a
+//! statement that runs for a minute (a whole-table SEARCH, a CREATE_INDEX on millions of rows)
+//! delays nothing but itself, and heartbeats, intake and the log reader keep their rhythm.
+//!
+//! The store gets its own tokio runtime. Each call runs on a thread of that runtime's blocking
+//! pool (`spawn_blocking`, then `block_on` the backend's future there): SQLite's synchronous
+//! calls block only that thread, and SQL Server's I/O is driven by the runtime's worker. Calls
+//! of one database are already serialised by the node; calls of different databases, and
+//! reads (at most `read_threads` at once, on their own WAL connections), run side by side. A
+//! write transaction costs two crossings: its first `execute` also begins it, and `commit`.
+
+use super::{Page, Store, WriteTxn};
+use crate::error::DdbError;
+use crate::name::Name;
+use crate::op::{Search, WriteOp};
+use crate::reply::TableChecksum;
+use async_trait::async_trait;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::Semaphore;
+
+/// The store's runtime and the bound on concurrent reads.
+#[derive(Clone)]
+pub(crate) struct Threads {
+    runtime: Arc<OwnedRuntime>,
+    handle: Handle,
+    reads: Arc<Semaphore>,
+}
+
+/// Shut down without waiting when the store goes: dropping a runtime blocks, which tokio
+/// refuses inside the node's own runtime; a statement still running finishes on its thread.
+struct OwnedRuntime(Mutex<Option<Runtime>>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        let rt = self
+            .0
+            .get_mut()
+            .map(Option::take)
+            .unwrap_or_else(|p| p.into_inner().take());
+        if let Some(rt) = rt {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Threads {
+    pub fn new(node: &str, read_threads: usize) -> Result<Threads, DdbError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(256)
+            .thread_name(format!("ddb-store-{node}"))
+            .enable_all()
+            .build()
+            .map_err(|e| DdbError::internal(format!("cannot start the store's threads: {e}")))?;
+        let handle = runtime.handle().clone();
+        Ok(Threads {
+            runtime: Arc::new(OwnedRuntime(Mutex::new(Some(runtime)))),
+            handle,
+            reads: Arc::new(Semaphore::new(read_threads.max(1))),
+        })
+    }
+
+    /// Runs `fut` to completion on a store thread.
+    pub async fn run_write<T, F>(&self, fut: F) -> Result<T, DdbError>
+    where
+        F: Future<Output = Result<T, DdbError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let handle = self.handle.clone();
+        let _keep = self.runtime.clone();
+        self.handle
+            .spawn_blocking(move || handle.block_on(fut))
+            .await
+            .map_err(|e| DdbError::internal(format!("a store thread failed: {e}")))?
+    }
+
+    /// As `run_write`, waiting first for one of the read threads.
+    pub async fn run_read<T, F>(&self, fut: F) -> Result<T, DdbError>
+    where
+        F: Future<Output = Result<T, DdbError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let _permit = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| DdbError::unavailable("the store is closing"))?;
+        self.run_write(fut).await
+    }
+}
+
+/// A store whose every call runs on its [`Threads`].
+pub(crate) struct Offloaded {
+    inner: Arc<dyn Store>,
+    threads: Threads,
+}
+
+impl Offloaded {
+    pub fn new(inner: Arc<dyn Store>, threads: Threads) -> Self {
+        Offloaded { inner, threads }
+    }
+}
+
+#[async_trait]
+impl Store for Offloaded {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn begin(
+        &self,
+        db: &Name,
+        op_timeout: Option<Duration>,
+    ) -> Result<Box<dyn WriteTxn>, DdbError> {
+        Ok(Box::new(OffloadedTxn {
+            store: self.inner.clone(),
+            threads: self.threads.clone(),
+            state: TxnState::NotBegun(db.clone(), op_timeout),
+        }))
+    }
+
+    async fn search(&self, search: &Search, budget: usize) -> Result<Page, DdbError> {
+        let (store, search) = (self.inner.clone(), search.clone());
+        self.threads
+            .run_read(async move { store.search(&search, budget).await })
+            .await
+    }
+
+    async fn checksum(
+        &self,
+        db: &Name,
+        table: Option<&Name>,
+    ) -> Result<Vec<TableChecksum>, DdbError> {
+        let (store, db, table) = (self.inner.clone(), db.clone(), table.cloned());
+        self.threads
+            .run_read(async move { store.checksum(&db, table.as_ref()).await })
+            .await
+    }
+
+    async fn applied_seq(&self, db: &Name) -> Result<u64, DdbError> {
+        let (store, db) = (self.inner.clone(), db.clone());
+        self.threads
+            .run_write(async move { store.applied_seq(&db).await })
+            .await
+    }
+
+    async fn databases(&self) -> Result<Vec<Name>, DdbError> {
+        let store = self.inner.clone();
+        self.threads
+            .run_write(async move { store.databases().await })
+            .await
+    }
+
+    async fn log_position(&self) -> Result<u64, DdbError> {
+        let store = self.inner.clone();
+        self.threads
+            .run_write(async move { store.log_position().await })
+            .await
+    }
+
+    async fn set_log_position(&self, seq: u64) -> Result<(), DdbError> {
+        let store = self.inner.clone();
+        self.threads
+            .run_write(async move { store.set_log_position(seq).await })
+            .await
+    }
+
+    async fn tables(&self, db: &Name) -> Result<Vec<Name>, DdbError> {
+        let (store, db) = (self.inner.clone(), db.clone());
+        self.threads
+            .run_read(async move { store.tables(&db).await })
+            .await
+    }
+
+    async fn close(&self) -> Result<(), DdbError> {
+        let store = self.inner.clone();
+        self.threads
+            .run_write(async move { store.close().await })
+            .await
+    }
+}
+
+enum TxnState {
+    NotBegun(Name, Option<Duration>),
+    Open(Box<dyn WriteTxn>),
+    /// Lost to a failed crossing (a panicked store thread).
+    Gone,
+}
+
+struct OffloadedTxn {
+    store: Arc<dyn Store>,
+    threads: Threads,
+    state: TxnState,
+}
+
+#[async_trait]
+impl WriteTxn for OffloadedTxn {
+    async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<u64, DdbError>> {
+        let state = std::mem::replace(&mut self.state, TxnState::Gone);
+        let store = self.store.clone();
+        let n = ops.len();
+        let crossed = self
+            .threads
+            .run_write(async move {
+                let mut txn = match state {
+                    TxnState::Open(t) => t,
+                    TxnState::NotBegun(db, timeout) => match store.begin(&db, timeout).await {
+                        Ok(t) => t,
+                        Err(e) => return Ok((None, ops.iter().map(|_| Err(e.clone())).collect())),
+                    },
+                    TxnState::Gone => {
+                        let e = DdbError::internal("the store transaction was lost");
+                        return Ok((None, ops.iter().map(|_| Err(e.clone())).collect()));
+                    }
+                };
+                let results = txn.execute(ops).await;
+                Ok((Some(txn), results))
+            })
+            .await;
+        match crossed {
+            Ok((txn, results)) => {
+                if let Some(t) = txn {
+                    self.state = TxnState::Open(t);
+                }
+                results
+            }
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    async fn commit(self: Box<Self>, seq: u64) -> Result<(), DdbError> {
+        let this = *self;
+        let store = this.store.clone();
+        let state = this.state;
+        this.threads
+            .run_write(async move {
+                match state {
+                    TxnState::Open(t) => t.commit(seq).await,
+                    // Nothing ran: the seq still has to be recorded.
+                    TxnState::NotBegun(db, timeout) => {
+                        store.begin(&db, timeout).await?.commit(seq).await
+                    }
+                    TxnState::Gone => Err(DdbError::internal("the store transaction was lost")),
+                }
+            })
+            .await
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<(), DdbError> {
+        let this = *self;
+        match this.state {
+            TxnState::Open(t) => {
+                this.threads
+                    .run_write(async move { t.rollback().await })
+                    .await
+            }
+            TxnState::NotBegun(..) | TxnState::Gone => Ok(()),
+        }
+    }
+}
