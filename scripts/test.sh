@@ -16,3 +16,4 @@ cargo build --workspace --bins
 # Clusters of real processes share 2 cores: run test binaries' tests two at a time.
 cargo test --workspace -- --test-threads=2
 python3 tests/python/raw_client.py
+python3 tests/python/micro_client.py

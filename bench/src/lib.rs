@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod limits;
 pub mod scenarios;
 pub mod stats;
+pub mod tx;
 
 use serde::Serialize;
 use std::io::Write;
@@ -16,8 +17,12 @@ pub struct BenchConfig {
     pub catch_up_ops: i64,
     pub lag_rate: u64,
     pub memory_rows: i64,
+    /// Rows of the `index` scenario's table, and point SEARCHes of each kind it times.
+    pub index_rows: i64,
+    pub index_reads: usize,
     pub clients: Vec<usize>,
-    /// Scenarios to run (all when empty): limits, throughput, lag, catchup, reads, memory, failover.
+    /// Scenarios to run (all when empty): limits, throughput, lag, catchup, reads, memory,
+    /// index, tx, failover.
     pub only: Vec<String>,
 }
 
@@ -35,7 +40,9 @@ pub struct Report {
     pub catch_up: Option<scenarios::CatchUp>,
     pub reads: Vec<scenarios::Reads>,
     pub memory: Option<scenarios::Memory>,
+    pub index: Option<scenarios::Index>,
     pub failover: Option<scenarios::Failover>,
+    pub tx: Option<tx::Tx>,
 }
 
 pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<Report> {
@@ -44,7 +51,7 @@ pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<
         let _ = writeln!(p, "» {s}");
     };
     let mut r = Report::default();
-    if cfg.wants("limits") {
+    if cfg.wants("limits") || cfg.wants("tx") {
         say(progress, "limits: raw NATS, JetStream, SQLite");
         r.limits = limits::measure(&c.nats.url(), c.dir.path(), cfg.window).await?;
     }
@@ -81,6 +88,20 @@ pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<
             &format!("memory after {} rows replicated", cfg.memory_rows),
         );
         r.memory = Some(scenarios::memory(&c, cfg.memory_rows).await?);
+    }
+    if cfg.wants("index") {
+        say(
+            progress,
+            &format!(
+                "index: {} rows, point SEARCH by key vs by an indexed column, {} each; scan",
+                cfg.index_rows, cfg.index_reads
+            ),
+        );
+        r.index = Some(scenarios::index(&c, cfg.index_rows, cfg.index_reads).await?);
+    }
+    if cfg.wants("tx") {
+        say(progress, "TRANSACTIONs of 10 writes, 1 and 64 clients");
+        r.tx = Some(tx::run(&c, cfg.window, &r.throughput).await?);
     }
     if cfg.wants("failover") {
         say(progress, "failover: kill -9 of the master");
@@ -183,11 +204,78 @@ pub fn render(r: &Report) -> String {
             String::new(),
         );
     }
+    if let Some(ix) = &r.index {
+        let raw = if l.sqlite_point_read.count > 0 {
+            format!(
+                "raw SQLite point read by key p50 {} µs, NATS req-reply p50 {} µs",
+                l.sqlite_point_read.p50_us, l.nats_req_1.p50_us
+            )
+        } else {
+            "raw SQLite point read: run with limits".into()
+        };
+        row(
+            &format!(
+                "{} rows: SEARCH by key / by indexed column, 1 client, p50",
+                ix.rows
+            ),
+            format!("{} / {}", ms(ix.by_key.p50_us), ms(ix.by_index.p50_us)),
+            format!(
+                "indexed/key {:.2}× ({} target ≤ 3×); {raw}",
+                ix.ratio_p50,
+                if ix.ratio_p50 <= 3.0 {
+                    "meets"
+                } else {
+                    "MISSES"
+                }
+            ),
+        );
+        row(
+            &format!(
+                "{} rows: SEARCH by key / by indexed column, 1 client, p99",
+                ix.rows
+            ),
+            format!("{} / {}", ms(ix.by_key.p99_us), ms(ix.by_index.p99_us)),
+            format!(
+                "{} requests each; same column without its index p50 {}",
+                ix.by_key.count,
+                ms(ix.unindexed.p50_us)
+            ),
+        );
+        row(
+            &format!("CREATE_INDEX on {} rows: master / both slaves", ix.rows),
+            format!(
+                "{:.2} s / {:.2} s",
+                ix.create_index_s, ix.create_index_replicated_s
+            ),
+            format!("loaded at {:.0} rows/s", ix.load_rows_per_s),
+        );
+        row(
+            "scan: paging a slave, limit 10000",
+            format!(
+                "{:.0} rows/s ({} pages, {:.2} s)",
+                ix.scan_rows_per_s, ix.scan_pages, ix.scan_s
+            ),
+            String::new(),
+        );
+    }
+    for (a, b, c) in r.tx.as_ref().map(|t| tx::rows(t, l)).unwrap_or_default() {
+        row(&a, b, c);
+    }
     if let Some(f) = &r.failover {
         row(
             "failover: kill -9 → first write via a slave",
             format!("{} ms ({})", f.first_write_through_slave_ms, f.slave),
             "default settings: heartbeat 1 s, failover after 3 s".into(),
+        );
+    }
+    if l.sqlite_point_read.count > 0 {
+        row(
+            "raw SQLite point read by key: p50 / p99",
+            format!(
+                "{} µs / {} µs",
+                l.sqlite_point_read.p50_us, l.sqlite_point_read.p99_us
+            ),
+            String::new(),
         );
     }
     row(

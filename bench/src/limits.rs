@@ -1,5 +1,5 @@
 //! The same-run limits ddb's figures are compared with: raw NATS request-reply, raw JetStream
-//! publish-with-ack, raw SQLite inserts on the same disk.
+//! publish-with-ack, raw SQLite inserts and point reads on the same disk.
 
 use crate::stats::{per_second, Samples, Summary};
 use async_nats::jetstream;
@@ -16,6 +16,8 @@ pub struct Limits {
     pub js_pub_pipelined_per_s: f64,
     pub sqlite_autocommit_per_s: f64,
     pub sqlite_batched_per_s: f64,
+    /// `SELECT ... WHERE id = ?` by primary key on the table the inserts filled.
+    pub sqlite_point_read: Summary,
 }
 
 const PAYLOAD: &[u8] =
@@ -138,6 +140,23 @@ pub async fn measure(
         conn.execute_batch("COMMIT")?;
     }
     out.sqlite_batched_per_s = per_second(m, started.elapsed());
+    // Point reads by key on the rows just written, prepared once, as ddb's readers do.
+    let mut lat = Samples::default();
+    let mut rng = ddb_testsupport::Rng::new(0x5eed);
+    let end = Instant::now() + window;
+    {
+        let mut st = conn.prepare_cached("SELECT id, v FROM t WHERE id = ?1")?;
+        while Instant::now() < end {
+            let id = rng.below(n.max(1) as usize) as i64;
+            let t = Instant::now();
+            let mut rows = st.query(rusqlite::params![id])?;
+            while let Some(row) = rows.next()? {
+                let _: (i64, String) = (row.get(0)?, row.get(1)?);
+            }
+            lat.push(t.elapsed());
+        }
+    }
+    out.sqlite_point_read = lat.summary();
     Ok(out)
 }
 

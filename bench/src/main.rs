@@ -25,11 +25,17 @@ struct Args {
     /// Rows replicated before reading peak memory.
     #[arg(long, default_value_t = 1_000_000)]
     memory_rows: i64,
+    /// Rows of the `index` scenario's table (a small number for a quick correctness run).
+    #[arg(long, default_value_t = 1_000_000)]
+    index_rows: i64,
+    /// Point SEARCHes of each kind (by key, by indexed column) the `index` scenario times.
+    #[arg(long, default_value_t = 3000)]
+    index_reads: usize,
     /// Client counts for the write throughput figures.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     clients: Vec<usize>,
     /// Run only these scenarios (comma-separated): limits, throughput, lag, catchup, reads,
-    /// memory, failover. Default: all.
+    /// memory, index, tx, failover. Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where to write the JSON report.
@@ -46,6 +52,8 @@ async fn main() -> anyhow::Result<()> {
         catch_up_ops: args.catch_up_ops,
         lag_rate: args.lag_rate,
         memory_rows: args.memory_rows,
+        index_rows: args.index_rows,
+        index_reads: args.index_reads,
         clients: args.clients,
         only: args.only,
     };

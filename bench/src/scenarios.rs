@@ -3,6 +3,7 @@
 use crate::cluster::Cluster;
 use crate::stats::{per_second, Samples, Summary};
 use ddb::client::Target;
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -321,4 +322,154 @@ pub async fn failover(c: &mut Cluster) -> anyhow::Result<Failover> {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Index {
+    pub rows: u64,
+    /// Loading the rows (INSERTs of 10,000 rows, 3 in flight), rows/s.
+    pub load_rows_per_s: f64,
+    /// CREATE_INDEX on the loaded table, acknowledged by the master.
+    pub create_index_s: f64,
+    /// ... and applied on both slaves.
+    pub create_index_replicated_s: f64,
+    /// SEARCH by the non-key column before it had an index (a full scan), a few requests.
+    pub unindexed: Summary,
+    /// Point SEARCH by primary key on slave1, 1 client.
+    pub by_key: Summary,
+    /// Point SEARCH by the indexed non-key column (unique values) on slave1, 1 client.
+    pub by_index: Summary,
+    /// `by_index` p50 / `by_key` p50 (target: at most 3).
+    pub ratio_p50: f64,
+    /// Paging through the whole table on slave1 with limit 10,000.
+    pub scan_pages: u64,
+    pub scan_rows: u64,
+    pub scan_s: f64,
+    pub scan_rows_per_s: f64,
+}
+
+/// The indexed column's value of row `id`: unique per row.
+fn email(id: i64) -> String {
+    format!("user{id:08}@example.com")
+}
+
+/// `rows` rows with a string column `email` (unique values), CREATE_INDEX on it, then point
+/// SEARCHes on slave1 by primary key and by `email`, alternating, `reads` of each at one
+/// client; then a scan paging through the table on slave1.
+pub async fn index(c: &Cluster, rows: i64, reads: usize) -> anyhow::Result<Index> {
+    const CHUNK: i64 = 10_000;
+    let (w, db) = (Target::Writer, "ix");
+    let slave = Target::Node("slave1".into());
+    c.ok(&w, json!({"op":"CREATE_DB","db":db})).await?;
+    c.ok(&w, json!({"op":"CREATE_TABLE","db":db,"table":"t","data":{"id":"int","email":"string","v":"string"},"primary_key":["id"]}))
+        .await?;
+    let loader = c.client.clone().with_timeout(Duration::from_secs(120));
+    let started = Instant::now();
+    let chunks: Vec<i64> = (0..rows).step_by(CHUNK as usize).collect();
+    let mut seq = 0u64;
+    let mut pending = futures::stream::iter(chunks.into_iter().map(|from| {
+        let loader = loader.clone();
+        async move {
+            let to = (from + CHUNK).min(rows);
+            let data: Vec<String> = (from..to)
+                .map(|id| format!(r#"{{"id":{id},"email":"{}","v":"row-{id}"}}"#, email(id)))
+                .collect();
+            let body = format!(
+                r#"{{"op":"INSERT","db":"ix","table":"t","data":[{}]}}"#,
+                data.join(",")
+            );
+            loader.request_raw(&Target::Writer, body.into_bytes()).await
+        }
+    }))
+    .buffer_unordered(3);
+    while let Some(r) = pending.next().await {
+        let r = r?;
+        anyhow::ensure!(r.ok, "loading failed: {:?}", r.error);
+        seq = seq.max(r.seq.unwrap_or(0));
+    }
+    let load_rows_per_s = per_second(rows as u64, started.elapsed());
+    c.wait_applied("slave1", seq).await?;
+    c.wait_applied("slave2", seq).await?;
+
+    let mut rng = ddb_testsupport::Rng::new(0x1d3);
+    let mut pick = move || rng.below(rows.max(1) as usize) as i64;
+    let one_row = |r: &ddb::reply::Reply, what: &str| -> anyhow::Result<()> {
+        anyhow::ensure!(r.ok, "{what} failed: {:?}", r.error);
+        let n = r.rows.as_ref().map_or(0, Vec::len);
+        anyhow::ensure!(n == 1, "{what} returned {n} rows");
+        Ok(())
+    };
+    // Before the index: a full scan per request; a few suffice.
+    let slow = c.client.clone().with_timeout(Duration::from_secs(60));
+    let mut unindexed = Samples::default();
+    for _ in 0..5 {
+        let op = json!({"op":"SEARCH","db":db,"table":"t","condition":{"email":email(pick())}});
+        let t = Instant::now();
+        let r = slow.request(&slave, &op).await?;
+        unindexed.push(t.elapsed());
+        one_row(&r, "SEARCH by email without an index")?;
+    }
+
+    let t = Instant::now();
+    let r = slow
+        .request(&w, &json!({"op":"CREATE_INDEX","db":db,"table":"t","index":"by_email","columns":["email"],"unique":true}))
+        .await?;
+    anyhow::ensure!(r.ok, "CREATE_INDEX failed: {:?}", r.error);
+    let create_index_s = t.elapsed().as_secs_f64();
+    let seq = r.seq.unwrap_or(0);
+    let (a, b) = tokio::join!(c.wait_applied("slave1", seq), c.wait_applied("slave2", seq));
+    let create_index_replicated_s = (a?.max(b?) - t).as_secs_f64();
+
+    let (mut by_key, mut by_index) = (Samples::default(), Samples::default());
+    for _ in 0..reads {
+        let op = json!({"op":"SEARCH","db":db,"table":"t","condition":{"id":pick()}});
+        let t = Instant::now();
+        let r = c.client.request(&slave, &op).await?;
+        by_key.push(t.elapsed());
+        one_row(&r, "SEARCH by key")?;
+        let op = json!({"op":"SEARCH","db":db,"table":"t","condition":{"email":email(pick())}});
+        let t = Instant::now();
+        let r = c.client.request(&slave, &op).await?;
+        by_index.push(t.elapsed());
+        one_row(&r, "SEARCH by the indexed column")?;
+    }
+    let (by_key, by_index) = (by_key.summary(), by_index.summary());
+
+    // Scan: every row, a page of 10,000 at a time.
+    let started = Instant::now();
+    let (mut pages, mut scanned) = (0u64, 0u64);
+    let mut after: Option<String> = None;
+    loop {
+        let mut op = json!({"op":"SEARCH","db":db,"table":"t","limit":CHUNK});
+        if let Some(a) = after.take() {
+            op["after"] = json!(a);
+        }
+        let r = slow.request(&slave, &op).await?;
+        anyhow::ensure!(r.ok, "page {pages} failed: {:?}", r.error);
+        pages += 1;
+        scanned += r.rows.map_or(0, |rows| rows.len() as u64);
+        match r.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let scan = started.elapsed();
+    anyhow::ensure!(
+        scanned == rows as u64,
+        "paging returned {scanned} rows of {rows}"
+    );
+    Ok(Index {
+        rows: rows as u64,
+        load_rows_per_s,
+        create_index_s,
+        create_index_replicated_s,
+        unindexed: unindexed.summary(),
+        ratio_p50: by_index.p50_us as f64 / by_key.p50_us.max(1) as f64,
+        by_key,
+        by_index,
+        scan_pages: pages,
+        scan_rows: scanned,
+        scan_s: scan.as_secs_f64(),
+        scan_rows_per_s: per_second(scanned, scan),
+    })
 }

@@ -1,21 +1,25 @@
 //! `ddb`, the command-line client: `ddb up` runs a whole local cluster (nats-server, the master,
-//! the slaves and the GUI) with one command; `req`, `pub`, `status`, `load`, `verify` and
-//! `export` talk to a running cluster over NATS with the same JSON as `nats req` / `nats pub`.
+//! the slaves and the GUI) with one command, and `ddb stop` / `ddb start` stop and start its
+//! nodes; `req`, `pub`, `status`, `load`, `verify` and `export` talk to a running cluster over
+//! NATS with the same JSON as `nats req` / `nats pub`.
 //!
 //! Every subcommand is a library function that takes its output writer (and, for `up`, its
 //! shutdown future) as parameters, so that tests drive them exactly as the binary does.
 //!
 //! Exit codes: 0 success; 1 the cluster answered but something failed (a reply with
-//! `ok:false`, a failed line in `load`, a mismatch in `verify`, a node down in `status`, a
-//! page that failed in `req --all` or `export`); 2 the command could not do its job (bad input,
+//! `ok:false`, a failed line in `load`, a mismatch in `verify`, a node down in `status` or an
+//! unhealthy one in `status --check`, a refused `stop` / `start`, a page that failed in
+//! `req --all` or `export`); 2 the command could not do its job (bad input,
 //! NATS unreachable, no node answering). [`exit_code`] sorts errors into 1 and 2.
 
+pub mod ctl;
 pub mod export;
 pub mod load;
 pub mod paging;
 pub mod req;
 pub mod status;
 pub mod table;
+pub mod tx;
 pub mod up;
 pub mod verify;
 

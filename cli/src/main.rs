@@ -1,7 +1,7 @@
 //! `ddb`: run a local ddb cluster with one command, and talk to any ddb cluster.
 
 use clap::{Parser, Subcommand};
-use ddb_cli::{export, load, req, status, up, verify};
+use ddb_cli::{ctl, export, load, req, status, tx, up, verify};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -22,15 +22,23 @@ struct Cli {
 enum Command {
     /// Start nats-server, the master, N slaves and the GUI; Ctrl-C stops them all.
     Up(up::UpArgs),
+    /// Stop nodes of the running `ddb up` on purpose: they stay down (no restart) until
+    /// `ddb start`, e.g. to show failover.
+    Stop(ctl::NodeCtlArgs),
+    /// Start again nodes that `ddb stop` stopped (or that exited) in the running `ddb up`.
+    Start(ctl::NodeCtlArgs),
     /// Send one op and print the reply (like `nats req ddb.ops '<op>'`); `--all` pages through
     /// a SEARCH to the end.
     Req(req::ReqArgs),
     /// Publish one op without waiting for a reply (like `nats pub ddb.ops '<op>'`).
     Pub(req::PubArgs),
-    /// One line per node, from the heartbeats: role, mode, seq, lag, alive.
+    /// One line per node, from the heartbeats: role, mode, seq, lag, alive; `--check` is a
+    /// health check (exit 1 when a node is down, broken or lagging).
     Status(status::StatusArgs),
     /// Send the ops of a JSONL file (one op per line) with a progress bar.
     Load(load::LoadArgs),
+    /// Send the write ops of a JSONL file (one op per line) as one TRANSACTION: all or none.
+    Tx(tx::TxArgs),
     /// Compare every table's checksum across every live node.
     Verify(verify::VerifyArgs),
     /// Write every row of a table as JSON lines, page by page, with a progress bar.
@@ -89,6 +97,12 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             up::up(&args, console, signals(1), signals(2)).await?;
             Ok(true)
         }
+        Command::Stop(args) => {
+            ctl::stop_or_start(&args, true, &mut stdout, &mut std::io::stderr()).await
+        }
+        Command::Start(args) => {
+            ctl::stop_or_start(&args, false, &mut stdout, &mut std::io::stderr()).await
+        }
         Command::Req(args) => req::req(&args, &mut stdin, &mut stdout).await,
         Command::Pub(args) => {
             req::publish(&args, &mut stdin, &mut std::io::stderr()).await?;
@@ -105,6 +119,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             .await?;
             Ok(report.failures.is_empty())
         }
+        Command::Tx(args) => tx::tx(&args, &mut stdin, &mut stdout).await,
         Command::Verify(args) => verify::verify(&args, &mut stdout).await,
         Command::Export(args) => {
             // Rows printed to the terminal would be torn up by the bar's redraws.

@@ -2,12 +2,18 @@
 //!
 //! Nodes that hold a durable consumer on the log but send no heartbeat are listed as not alive:
 //! they were part of the cluster and are down now (or were retired).
+//!
+//! `ddb status --check` is the health check (systemd `ExecStartPost`, cron, a container's
+//! health check): it prints one line per problem on stderr and exits 1 when any node is down,
+//! still starting, has stopped applying a database, or lags more than `--max-lag` entries
+//! behind the log ([`problems`]); `--node NAME` checks those nodes only, listening up to
+//! `--wait-ms` for each to be healthy.
 
 use crate::table::{Align, Table};
 use crate::{human_duration, ConnectArgs};
 use anyhow::bail;
 use ddb::client::DdbClient;
-use ddb::heartbeat::{Heartbeat, Role};
+use ddb::heartbeat::{Heartbeat, Mode, Role};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,8 +31,35 @@ pub struct StatusArgs {
     /// Keep watching: redraw every second until Ctrl-C.
     #[arg(long, conflicts_with = "json")]
     pub watch: bool,
+    /// Health check: exit 1, with one line per problem on stderr, when a node is down, still
+    /// starting, has stopped applying a database or lags more than --max-lag; else print one
+    /// "ok" line and exit 0.
+    #[arg(long, conflicts_with_all = ["json", "watch"])]
+    pub check: bool,
+    /// With --check: how many log entries a node may be behind.
+    #[arg(long, env = "DDB_MAX_LAG", default_value_t = 1000)]
+    pub max_lag: u64,
+    /// With --check: check only this node (repeatable), listening up to --wait-ms for it to
+    /// be healthy (for a unit's ExecStartPost).
+    #[arg(long = "node", value_name = "NAME", requires = "check")]
+    pub nodes: Vec<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+impl StatusArgs {
+    /// `ddb status` with its defaults, against `connect`.
+    pub fn new(connect: ConnectArgs) -> Self {
+        StatusArgs {
+            wait_ms: 3000,
+            json: false,
+            watch: false,
+            check: false,
+            max_lag: 1000,
+            nodes: Vec::new(),
+            connect,
+        }
+    }
 }
 
 /// What is known of one node.
@@ -44,6 +77,17 @@ pub async fn collect(
     client: &DdbClient,
     wait: Duration,
 ) -> anyhow::Result<BTreeMap<String, Heartbeat>> {
+    collect_for(client, wait, &[], 0).await
+}
+
+/// [`collect`], but listening on (up to `wait`) until each node of `want` has been heard
+/// healthy ([`heartbeat_problems`] with `max_lag` finds nothing).
+pub async fn collect_for(
+    client: &DdbClient,
+    wait: Duration,
+    want: &[String],
+    max_lag: u64,
+) -> anyhow::Result<BTreeMap<String, Heartbeat>> {
     let mut stream = client
         .heartbeats()
         .await
@@ -53,7 +97,11 @@ pub async fn collect(
     let mut seen = BTreeMap::new();
     let mut longest = Duration::ZERO;
     loop {
-        let until = if seen.is_empty() {
+        let waiting = want.iter().any(|n| {
+            seen.get(n)
+                .is_none_or(|hb: &Heartbeat| !heartbeat_problems(hb, max_lag).is_empty())
+        });
+        let until = if seen.is_empty() || waiting {
             deadline
         } else {
             deadline.min(start + longest * 3 / 2 + Duration::from_millis(100))
@@ -214,12 +262,103 @@ fn json_word<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// Prints the cluster's status; returns whether every node is alive (and there is one).
+/// What `--check` finds wrong: one line per problem, none when healthy. `only` (the `--node`
+/// names) limits the check to those nodes; a node named there that is neither heard nor
+/// known is a problem too.
+pub fn problems(nodes: &[NodeStatus], only: &[String], max_lag: u64) -> Vec<String> {
+    let mut found = Vec::new();
+    for name in only {
+        if !nodes.iter().any(|n| &n.name == name) {
+            found.push(format!(
+                "{name}: no heartbeat, and the log does not know it (not started, or another name?)"
+            ));
+        }
+    }
+    let checked: Vec<&NodeStatus> = nodes
+        .iter()
+        .filter(|n| only.is_empty() || only.contains(&n.name))
+        .collect();
+    if checked.is_empty() && only.is_empty() {
+        found.push("no node is running: no heartbeat, no node known to the log".into());
+    }
+    for n in checked {
+        match n.heartbeat.as_ref().filter(|_| n.alive) {
+            Some(hb) => found.extend(heartbeat_problems(hb, max_lag)),
+            None => found.push(format!("{}: down (no heartbeat)", n.name)),
+        }
+    }
+    found
+}
+
+/// What is wrong with a node that sends heartbeats: still starting, databases it stopped
+/// applying, a lag over `max_lag`.
+pub fn heartbeat_problems(hb: &Heartbeat, max_lag: u64) -> Vec<String> {
+    let name = &hb.node;
+    let mut found = Vec::new();
+    if hb.mode == Mode::Starting {
+        found.push(format!(
+            "{name}: still starting (applied {} of {})",
+            hb.applied_seq, hb.log_seq
+        ));
+    }
+    for b in &hb.broken {
+        found.push(format!(
+            "{name}: stopped applying database {} at log seq {}: {}",
+            b.db, b.seq, b.error
+        ));
+    }
+    if hb.lag > max_lag {
+        found.push(format!(
+            "{name}: lagging {} entries behind the log (applied {} of {}; --max-lag {max_lag})",
+            hb.lag, hb.applied_seq, hb.log_seq
+        ));
+    }
+    found
+}
+
+/// Prints the cluster's status; returns whether every node is alive (and there is one), or
+/// with `--check` whether the cluster is healthy (problems on stderr).
 pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
+    status_to(args, out, &mut std::io::stderr()).await
+}
+
+/// [`status`] with `--check`'s problems written to `err`.
+pub async fn status_to(
+    args: &StatusArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<bool> {
     let client = args.connect.connect().await?;
     let wait = Duration::from_millis(args.wait_ms);
     if args.watch {
         return watch(&client, out).await;
+    }
+    if args.check {
+        let heard = collect_for(&client, wait, &args.nodes, args.max_lag).await?;
+        let nodes = merge(heard, known_nodes(&client).await);
+        let found = problems(&nodes, &args.nodes, args.max_lag);
+        for p in &found {
+            writeln!(err, "{p}")?;
+        }
+        if found.is_empty() {
+            let checked: Vec<&NodeStatus> = nodes
+                .iter()
+                .filter(|n| args.nodes.is_empty() || args.nodes.contains(&n.name))
+                .collect();
+            let lag = checked
+                .iter()
+                .filter_map(|n| n.heartbeat.as_ref().map(|h| h.lag))
+                .max()
+                .unwrap_or(0);
+            let names: Vec<&str> = checked.iter().map(|n| n.name.as_str()).collect();
+            writeln!(
+                out,
+                "ok: {} up; largest lag {lag} (--max-lag {})",
+                names.join(", "),
+                args.max_lag
+            )?;
+        }
+        return Ok(found.is_empty());
     }
     let nodes = snapshot(&client, wait).await?;
     if nodes.is_empty() {
@@ -281,23 +420,25 @@ async fn watch(client: &DdbClient, out: &mut dyn Write) -> anyhow::Result<bool> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ddb::heartbeat::Mode;
+    use ddb::heartbeat::BrokenDb;
 
+    /// A heartbeat as a node sends it (read from JSON, so that fields a node may leave out
+    /// keep their defaults).
     fn hb(node: &str, role: Role, mode: Mode, applied: u64) -> Heartbeat {
-        Heartbeat {
-            node: node.into(),
-            role,
-            mode,
-            applied_seq: applied,
-            log_seq: 12,
-            lag: 12 - applied,
-            store: "sqlite".into(),
-            databases: vec!["mydb".into()],
-            uptime_ms: 65_000,
-            version: "0.1.0".into(),
-            interval_ms: 1000,
-            broken: vec![],
-        }
+        serde_json::from_value(serde_json::json!({
+            "node": node,
+            "role": role,
+            "mode": mode,
+            "applied_seq": applied,
+            "log_seq": 12,
+            "lag": 12 - applied,
+            "store": "sqlite",
+            "databases": ["mydb"],
+            "uptime_ms": 65_000,
+            "version": "0.1.0",
+            "interval_ms": 1000,
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -323,6 +464,74 @@ mod tests {
                 " slave3  | ?      | ?        |         |     |     |        |           |        | no\n",
                 " slave10 | slave  | replica  |      12 |  12 |   0 | sqlite | mydb      | 1m05s  | yes\n",
             )
+        );
+    }
+
+    fn alive(hb: Heartbeat) -> NodeStatus {
+        NodeStatus {
+            name: hb.node.clone(),
+            heartbeat: Some(hb),
+            alive: true,
+        }
+    }
+
+    #[test]
+    fn a_healthy_cluster_passes_the_check() {
+        let nodes = vec![
+            alive(hb("master", Role::Master, Mode::Master, 12)),
+            alive(hb("slave1", Role::Slave, Mode::Replica, 12)),
+            alive(hb("slave2", Role::Slave, Mode::Failover, 2)),
+        ];
+        assert_eq!(problems(&nodes, &[], 1000), Vec::<String>::new());
+        assert_eq!(
+            problems(&nodes, &[], 10),
+            Vec::<String>::new(),
+            "lag 10 is at the limit"
+        );
+        assert_eq!(
+            problems(&nodes, &[], 9),
+            ["slave2: lagging 10 entries behind the log (applied 2 of 12; --max-lag 9)"]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_one_line() {
+        let mut broken = hb("slave1", Role::Slave, Mode::Replica, 12);
+        broken.broken = vec![BrokenDb {
+            db: "mydb".into(),
+            seq: 7,
+            error: "disk full".into(),
+        }];
+        let nodes = merge(
+            [hb("master", Role::Master, Mode::Starting, 3), broken]
+                .into_iter()
+                .map(|h| (h.node.clone(), h))
+                .collect(),
+            vec!["slave2".into()],
+        );
+        assert_eq!(
+            problems(&nodes, &[], 1000),
+            [
+                "master: still starting (applied 3 of 12)",
+                "slave1: stopped applying database mydb at log seq 7: disk full",
+                "slave2: down (no heartbeat)",
+            ]
+        );
+        assert_eq!(
+            problems(&nodes, &["slave1".into(), "slave9".into()], 1000),
+            [
+                "slave9: no heartbeat, and the log does not know it (not started, or another name?)",
+                "slave1: stopped applying database mydb at log seq 7: disk full",
+            ],
+            "--node checks the named nodes only"
+        );
+        assert_eq!(
+            problems(&nodes, &["slave2".into()], 1000),
+            ["slave2: down (no heartbeat)"]
+        );
+        assert_eq!(
+            problems(&[], &[], 1000),
+            ["no node is running: no heartbeat, no node known to the log"]
         );
     }
 }

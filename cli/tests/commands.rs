@@ -313,12 +313,7 @@ async fn status_shows_every_node_and_flags_a_stopped_one() {
         .seq
         .unwrap();
     c.wait_applied("slave2", seq).await;
-    let args = StatusArgs {
-        wait_ms: 3000,
-        json: false,
-        watch: false,
-        connect: connect(&c),
-    };
+    let args = StatusArgs::new(connect(&c));
     let mut out = Vec::new();
     let all_alive = within(30, "ddb status", status(&args, &mut out))
         .await

@@ -1,10 +1,15 @@
 //! The quickstart the way a newcomer runs it: in a fresh directory, `ddb up --no-gui`; the seed
 //! workflow through `ddb req` from another "terminal" (separate processes); Ctrl-C; `ddb up`
-//! again; the data is still there. Plus what `ddb up` says when it cannot start.
+//! again; the data is still there. Plus what `ddb up` says when it cannot start, that a first
+//! `ddb up` from the source tree runs cargo once and prints paths that exist, that a node
+//! killed under `ddb up` is restarted, and that `ddb stop` keeps one down.
 //!
 //! Needs the node binaries beside `ddb` (`cargo build --bins -p ddb-master -p ddb-slave
-//! -p ddb-cli`) and nats-server. `ddb up` runs with `--no-build` (no cargo inside a test) and
-//! on a free port rather than 4222, which something else on the machine may hold.
+//! -p ddb-cli`) and nats-server. `ddb up` runs with `--no-build` (no cargo inside a test: the
+//! running `cargo test` holds the build directory's lock), or with a stand-in `cargo` that
+//! records how it was called; and on a free port rather than 4222, which something else on
+//! the machine may hold. The real first build from a clean checkout is an ignored test
+//! (`cargo test -p ddb-cli --test quickstart -- --ignored`): it takes minutes.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -28,6 +33,13 @@ impl Up {
     }
 
     fn start_with(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Up {
+        let mut all = vec!["--no-build"];
+        all.extend_from_slice(args);
+        Up::launch(dir, port, &all, env)
+    }
+
+    /// `ddb up ARGS` in `dir` (without `--no-build` unless ARGS has it).
+    fn launch(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Up {
         for bin in ["ddb-master", "ddb-slave"] {
             let path = Path::new(DDB).with_file_name(bin);
             assert!(
@@ -36,15 +48,21 @@ impl Up {
                 path.display()
             );
         }
-        let mut child = Command::new(DDB)
-            .args(["up", "--no-build", "--nats-monitor-port", "-1"])
+        let mut cmd = Command::new(DDB);
+        cmd.args(["up", "--nats-monitor-port", "-1"])
             .args(args)
             .args(["--nats-port", &port.to_string()])
             .current_dir(dir)
             .env_remove("DDB_DATA")
             .env_remove("DDB_PREFIX")
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Up::spawn(cmd)
+    }
+
+    /// Runs `cmd` (a `ddb up`, or a shell that `exec`s one) with its output collected.
+    fn spawn(mut cmd: Command) -> Up {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -107,21 +125,55 @@ impl Up {
         }
     }
 
-    /// The pid `ddb up` reports for `name` on its "started ..." lines.
-    fn pid_of(&self, name: &str) -> i32 {
-        let key = format!("{name} (pid ");
-        for line in self
-            .lines
+    /// Waits until `n` lines start with `prefix`.
+    fn wait_for_count(&mut self, prefix: &str, n: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let seen = self.count(prefix);
+            if seen >= n {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "ddb up exited ({status}) with {seen} of {n} {prefix:?} lines:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{seen} of {n} {prefix:?} lines within {secs} s:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.lines
             .lock()
             .unwrap()
             .iter()
-            .filter(|l| l.starts_with("[ddb] started "))
-        {
-            if let Some(rest) = line.split(&key).nth(1) {
-                return rest.split(')').next().unwrap().parse().unwrap();
-            }
+            .filter(|l| l.starts_with(prefix))
+            .count()
+    }
+
+    /// The pid `ddb up` last reported for `name` on its "started ..." / "restarted ..." lines.
+    fn pid_of(&self, name: &str) -> i32 {
+        let key = format!("{name} (pid ");
+        let lines = self.lines.lock().unwrap();
+        let found = lines
+            .iter()
+            .rev()
+            .filter(|l| l.starts_with("[ddb] started ") || l.starts_with("[ddb] restarted "))
+            .find_map(|line| line.split(&key).nth(1));
+        match found {
+            Some(rest) => rest.split(')').next().unwrap().parse().unwrap(),
+            None => panic!("no pid for {name}:\n{}", lines.join("\n")),
         }
-        panic!("no pid for {name}:\n{}", self.output());
     }
 
     /// Ctrl-C, then the exit status (bounded).
@@ -449,9 +501,14 @@ fn a_node_that_dies_is_reported_and_losing_nats_server_stops_everything() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path();
     let port = free_port();
-    let mut up = Up::start_with(dir, port, &["--no-gui", "--slaves", "2"], &[]);
+    let mut up = Up::start_with(
+        dir,
+        port,
+        &["--no-gui", "--slaves", "2", "--no-restart"],
+        &[],
+    );
     up.wait_for("[ddb] ready in ", 90);
-    // A slave crashes: `ddb up` says so and keeps the rest running.
+    // A slave crashes: `ddb up` says so and keeps the rest running (restarts are off).
     kill(up.pid_of("slave2"));
     up.wait_for("[ddb] slave2 exited unexpectedly (killed by SIGKILL)", 30);
     req(dir, port, &[r#"{"op":"CREATE_DB","db":"still"}"#]);
@@ -543,4 +600,394 @@ fn up_starts_the_gui_when_there_is_a_display_and_stops_it_with_the_rest() {
     );
     let _ = x.kill();
     let _ = x.wait();
+}
+
+/// The workspace this `ddb` was built from.
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Polls `check` until it holds, for at most `secs`.
+fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Each node `ddb status --json` lists, and whether it is alive.
+fn alive(dir: &Path, port: u16) -> std::collections::BTreeMap<String, bool> {
+    let (_, out, err) = ddb(dir, port, &["status", "--json"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json ({e}): {out}{err}"));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_owned(),
+                n["alive"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The banner, from `ready in` to the `Ctrl-C` line.
+fn banner(out: &str) -> String {
+    let lines: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("[ddb] ready in "))
+        .collect();
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("[ddb] Ctrl-C stops everything"))
+        .unwrap_or_else(|| panic!("no end of the banner:\n{out}"));
+    lines[..=end].join("\n")
+}
+
+/// Checks that every path the banner prints (a word starting with `/` or `./`) exists, seen
+/// from `cwd`; returns how many there were.
+fn banner_paths_exist(banner: &str, cwd: &Path) -> usize {
+    let mut checked = 0;
+    for word in banner.split_whitespace() {
+        let word = word.trim_matches(|c| matches!(c, ',' | ';' | ':' | '(' | ')' | '\'' | '`'));
+        if word.starts_with('/') || word.starts_with("./") {
+            assert!(
+                cwd.join(word).exists(),
+                "the banner prints {word}, which does not exist (seen from {}):\n{banner}",
+                cwd.display()
+            );
+            assert!(!word.contains("(deleted)"), "{banner}");
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn a_first_up_from_the_source_tree_runs_cargo_once_and_prints_paths_that_exist() {
+    // `ddb up` as the README runs it: from the workspace, where `ddb` is target/<profile>/ddb,
+    // without --no-build. The cargo it runs is a stand-in that records how it was called (the
+    // binaries are built already, and the running `cargo test` holds the build lock).
+    let root = workspace_root();
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("cargo.log");
+    let fake = home.path().join("cargo");
+    std::fs::write(
+        &fake,
+        format!(
+            r#"#!/bin/sh
+{{
+  printf 'args: %s\n' "$*"
+  printf 'cwd: %s\n' "$(pwd)"
+  env | grep -E '^(CARGO_PKG_|CARGO_MANIFEST_|CARGO_CRATE_NAME=|CARGO_BIN_NAME=|CARGO_PRIMARY_PACKAGE=|OUT_DIR=)' | sed 's/^/inherited: /'
+}} >> '{}'
+echo '    Finished stand-in build' >&2
+"#,
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = home.path().join("data");
+    let port = free_port();
+    let mut up = Up::launch(
+        root,
+        port,
+        &["--no-gui", "--data", data.to_str().unwrap()],
+        &[("CARGO", fake.to_str().unwrap())],
+    );
+    up.wait_for("[ddb] ready in ", 90);
+    let out = up.output();
+
+    // One cargo invocation, for ddb, the nodes (and the GUI when it is built), from the
+    // workspace, with nothing that `cargo test` set for this test (CARGO_PKG_NAME, ...): such
+    // variables made ring's build script, and everything above it, run again.
+    assert_eq!(up.count("[build] running: "), 1, "{out}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let args: Vec<&str> = calls.lines().filter(|l| l.starts_with("args: ")).collect();
+    assert_eq!(args.len(), 1, "cargo ran once:\n{calls}");
+    assert!(
+        args[0].starts_with("args: build --bins -p ddb-cli -p ddb-master -p ddb-slave"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains(&format!("cwd: {}\n", root.display())),
+        "{calls}"
+    );
+    assert!(
+        !calls.contains("inherited: "),
+        "variables cargo sets for a program it runs reach the build:\n{calls}"
+    );
+    assert!(
+        out.contains("[cargo]     Finished stand-in build"),
+        "cargo's lines are shown:\n{out}"
+    );
+
+    // Every path in the banner exists; the examples use this build of `ddb`, relative to the
+    // workspace, and it runs.
+    let banner = banner(&out);
+    assert!(banner_paths_exist(&banner, root) >= 4, "{banner}");
+    let ddb_path = Path::new(DDB);
+    let shown = match ddb_path.strip_prefix(root) {
+        Ok(rel) => format!("./{}", rel.display()),
+        Err(_) => DDB.to_owned(),
+    };
+    assert!(
+        banner.contains(&format!("[ddb]   {shown} req '")),
+        "{banner}"
+    );
+    let (code, status, err) = ddb(root, port, &["status"]);
+    assert_eq!(code, 0, "{status}{err}");
+
+    let status = up.interrupt();
+    assert!(status.success(), "{}", up.output());
+}
+
+#[test]
+fn a_node_killed_under_up_is_restarted_after_a_pause_that_grows() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let port = free_port();
+    let mut up = Up::start(dir, port);
+    up.wait_for("[ddb] ready in ", 90);
+    let first = up.pid_of("slave2");
+    kill(first);
+    up.wait_for(
+        "[ddb] slave2 exited (killed by SIGKILL); restarting in 1s",
+        30,
+    );
+    up.wait_for_count("[ddb] restarted slave2 (pid ", 1, 30);
+    let second = up.pid_of("slave2");
+    assert_ne!(first, second);
+    up.wait_for("[ddb] slave2 is up again (replica", 60);
+    // It carries on replicating.
+    let created = req(dir, port, &[r#"{"op":"CREATE_DB","db":"again"}"#]);
+    let seq = created["seq"].as_u64().unwrap();
+    let op = format!(r#"{{"op":"CHECKSUM","db":"again","min_seq":{seq}}}"#);
+    let r = req(dir, port, &["--node", "slave2", &op]);
+    assert_eq!(r["ok"], true, "{r}");
+
+    // A second crash soon after the first: twice the pause.
+    kill(second);
+    up.wait_for(
+        "[ddb] slave2 exited (killed by SIGKILL); restarting in 2s",
+        30,
+    );
+    up.wait_for_count("[ddb] restarted slave2 (pid ", 2, 30);
+    up.wait_for_count("[ddb] slave2 is up again", 2, 60);
+    eventually(30, "every node alive again", || {
+        ddb(dir, port, &["status", "--check"]).0 == 0
+    });
+    let status = up.interrupt();
+    let out = up.output();
+    assert!(status.success(), "{out}");
+    assert!(!out.contains("did not stop"), "{out}");
+}
+
+#[test]
+fn ddb_stop_keeps_a_node_down_until_ddb_start() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let port = free_port();
+    let mut up = Up::start(dir, port);
+    up.wait_for("[ddb] ready in ", 90);
+    let (code, out, err) = ddb(dir, port, &["status", "--check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: master, slave1, slave2 up"), "{out}");
+
+    let (code, out, err) = ddb(dir, port, &["stop", "slave1"]);
+    assert_eq!((code, out.as_str()), (0, "slave1 stopped\n"), "{err}");
+    up.wait_for("[ddb] slave1 stopped on request", 10);
+    // Its heartbeats stop, the others' go on, and it stays down: watched for three times the
+    // first restart pause.
+    let watch_until = Instant::now() + ddb_cli::up::Backoff::FIRST * 3;
+    loop {
+        let nodes = alive(dir, port);
+        assert_eq!(nodes.get("slave1"), Some(&false), "{nodes:?}");
+        assert_eq!(nodes.get("master"), Some(&true), "{nodes:?}");
+        assert_eq!(nodes.get("slave2"), Some(&true), "{nodes:?}");
+        if Instant::now() > watch_until {
+            break;
+        }
+    }
+    assert!(!up.output().contains("restarting in"), "{}", up.output());
+    let (code, out, err) = ddb(dir, port, &["status", "--check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err, "slave1: down (no heartbeat)\n");
+    let (code, _, err) = ddb(dir, port, &["status", "--check", "--node", "slave2"]);
+    assert_eq!(code, 0, "only slave2 is checked: {err}");
+    req(dir, port, &[r#"{"op":"CREATE_DB","db":"during"}"#]);
+    let (code, out, _) = ddb(dir, port, &["stop", "slave1"]);
+    assert_eq!((code, out.as_str()), (0, "slave1 was already stopped\n"));
+    let (code, _, err) = ddb(dir, port, &["stop", "slave9"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "slave9: not_found: no node slave9 in this `ddb up` (master, slave1, slave2)\n"
+    );
+
+    // Back: it catches up with what was written while it was down.
+    let (code, out, err) = ddb(dir, port, &["start", "slave1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("slave1 started (pid "), "{out}");
+    up.wait_for("[ddb] slave1 is up again (replica", 60);
+    eventually(60, "slave1 healthy and caught up", || {
+        ddb(dir, port, &["status", "--check", "--max-lag", "0"]).0 == 0
+    });
+
+    // The master stopped on purpose: the slaves take writes (failover), and it comes back.
+    let (code, out, err) = ddb(dir, port, &["stop", "master"]);
+    assert_eq!((code, out.as_str()), (0, "master stopped\n"), "{err}");
+    eventually(60, "a write taken in failover", || {
+        ddb(
+            dir,
+            port,
+            &["req", r#"{"op":"CREATE_DB","db":"in_failover"}"#],
+        )
+        .0 == 0
+    });
+    let (code, out, err) = ddb(dir, port, &["start", "master"]);
+    assert_eq!(code, 0, "{out}{err}");
+    up.wait_for("[ddb] master is up again (master", 60);
+    eventually(60, "every node healthy", || {
+        ddb(dir, port, &["status", "--check"]).0 == 0
+    });
+    let status = up.interrupt();
+    let out = up.output();
+    assert!(status.success(), "{out}");
+    assert!(!out.contains("restarting in"), "{out}");
+}
+
+#[test]
+fn ddb_stop_without_ddb_up_says_what_it_needs() {
+    let home = tempfile::tempdir().unwrap();
+    let nats = ddb_testsupport::NatsServer::start();
+    let (code, out, err) = ddb(home.path(), nats.port(), &["stop", "slave1"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("no `ddb up` answers on ddb.up.ctl"), "{err}");
+}
+
+#[test]
+fn the_readme_first_command_builds_what_up_builds_and_the_units_check_health() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let first = format!("{} && target/release/ddb up", ddb_cli::up::readme_command());
+    assert!(
+        readme.contains(&first),
+        "the README's Quickstart runs `{first}`, the same selection `ddb up` builds"
+    );
+    assert!(readme.contains("## Running as a service"));
+    for unit in [
+        "nats-server.service",
+        "ddb-master.service",
+        "ddb-slave@.service",
+    ] {
+        let text = std::fs::read_to_string(root.join("docs/systemd").join(unit))
+            .unwrap_or_else(|e| panic!("docs/systemd/{unit}: {e}"));
+        assert!(text.contains("Restart=on-failure"), "{unit}");
+        assert!(readme.contains(unit), "the README explains {unit}");
+        if unit.starts_with("ddb-") {
+            assert!(text.contains("ExecStartPost="), "{unit}");
+            assert!(text.contains("status --check"), "{unit}");
+            assert!(text.contains("EnvironmentFile="), "{unit}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "a release build from scratch: about 10 minutes on 2 cores; run with -- --ignored"]
+fn from_a_clean_checkout_the_readme_command_builds_every_crate_once() {
+    // The working tree as a fresh clone has it (tracked and new files; nothing ignored, so no
+    // target/), then the README's first command, with a `cargo` first on PATH that records
+    // each call, in an environment without what `cargo test` set.
+    let root = workspace_root();
+    let home = tempfile::tempdir().unwrap();
+    let src = home.path().join("src");
+    let listed = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    for file in listed.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(file).unwrap());
+        if !root.join(rel).is_file() {
+            continue; // deleted in the working tree
+        }
+        std::fs::create_dir_all(src.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(root.join(rel), src.join(rel)).unwrap();
+    }
+    let shims = home.path().join("bin");
+    std::fs::create_dir(&shims).unwrap();
+    let log = home.path().join("cargo.log");
+    let real = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let shim = shims.join("cargo");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{real}' \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let port = free_port();
+    let first = format!(
+        "{} && exec target/release/ddb up --no-gui --nats-port {port} --nats-monitor-port -1",
+        ddb_cli::up::readme_command()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &first]).current_dir(&src);
+    for (name, _) in std::env::vars() {
+        if ddb_cli::up::build::set_by_cargo(&name)
+            || ["CARGO", "CARGO_TARGET_DIR", "DDB_DATA", "DDB_PREFIX"].contains(&name.as_str())
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![shims.clone()];
+    dirs.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+    let mut up = Up::spawn(cmd);
+    up.wait_for("[ddb] ready in ", 60 * 60);
+    let out = up.output();
+
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        calls.len(),
+        2,
+        "the README's build and `ddb up`'s: {calls:?}"
+    );
+    assert_eq!(calls[0], calls[1], "the same selection both times");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("Compiling ddb-cli "))
+            .count(),
+        1,
+        "ddb-cli is compiled once:\n{out}"
+    );
+    let again: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("[cargo]") && l.contains("Compiling"))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "`ddb up` compiled again what the README's command built: {again:#?}"
+    );
+    assert!(banner_paths_exist(&banner(&out), &src) >= 4);
+    let status = up.interrupt();
+    assert!(status.success(), "{}", up.output());
 }

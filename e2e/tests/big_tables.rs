@@ -8,9 +8,11 @@
 //!   and on a slave, while a writer inserts rows before and after the cursor.
 //! - The schema ops (CREATE_INDEX, DROP_INDEX, ADD_COLUMN, DROP_TABLE) replicate, and their
 //!   errors come back typed.
+//! - `--query-timeout-ms` cancels long reads and writes (answered `timeout`, nothing logged,
+//!   nothing else in the same batch lost) but never cuts the replay of the log short.
 //!
-//! `DDB_BIG_ROWS` sets the table size (default [`DEFAULT_ROWS`]); `DDB_BIG_SEED` repeats a
-//! run's random row ids.
+//! `DDB_BIG_ROWS` sets the big table's size (default [`DEFAULT_ROWS`]; `DDB_BIG_ROWS=1000000`
+//! for the full million); `DDB_BIG_SEED` repeats a run's random row ids.
 
 use ddb::heartbeat::Mode;
 use ddb::ErrorCode;
@@ -22,10 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Rows of the big table unless `DDB_BIG_ROWS` says otherwise. Debug binaries load about
-/// 25,000 rows/s on a 2-core machine (see the report printed by the test), so 300,000 rows
-/// cost ~12 s of loading and ~1 min for the whole test: 15 times more than one whole-table
-/// SEARCH may return under the default 1 MiB max_payload (~25,000 rows), 30 pages of 10,000.
+/// Rows of the big table unless `DDB_BIG_ROWS` says otherwise. Debug binaries on a 2-core
+/// machine load 50,000-70,000 rows/s and the slaves apply them about as fast; with 300,000
+/// rows the whole test takes ~30 s (1,000,000 rows: ~100 s). 300,000 rows are 12 times what one
+/// whole-table SEARCH may return under the default 1 MiB max_payload (~25,000 rows), and 30
+/// pages of 10,000.
 const DEFAULT_ROWS: i64 = 300_000;
 /// Rows per INSERT while loading.
 const CHUNK: i64 = 10_000;
@@ -61,8 +64,8 @@ fn pct(v: &mut [Duration], q: f64) -> Duration {
 }
 
 /// Loads `rows` rows with the even ids `0, 2, ..., 2 * (rows - 1)` in INSERTs of [`CHUNK`]
-/// rows, three in flight; returns the last seq.
-async fn load_big_table(c: &Cluster, db: &str, rows: i64) -> u64 {
+/// rows, three in flight, and waits until `slaves` applied them; returns the last seq.
+async fn load_big_table(c: &Cluster, db: &str, rows: i64, slaves: &[&str]) -> u64 {
     create_table(c, db).await;
     let client = c.client.clone().with_timeout(Duration::from_secs(120));
     let chunks = (rows + CHUNK - 1) / CHUNK;
@@ -80,7 +83,12 @@ async fn load_big_table(c: &Cluster, db: &str, rows: i64) -> u64 {
                     r#"{{"op":"INSERT","db":"{db}","table":"t","data":[{}]}}"#,
                     data.join(",")
                 );
-                async move { (to - from, client.request_raw(&writer(), body.into_bytes()).await) }
+                async move {
+                    (
+                        to - from,
+                        client.request_raw(&writer(), body.into_bytes()).await,
+                    )
+                }
             })
             .buffer_unordered(3)
             .collect(),
@@ -100,18 +108,22 @@ async fn load_big_table(c: &Cluster, db: &str, rows: i64) -> u64 {
         rows as f64 / took.as_secs_f64()
     );
     let started = Instant::now();
-    c.wait_applied("slave1", seq).await;
-    c.wait_applied("slave2", seq).await;
+    for n in slaves {
+        c.wait_applied(n, seq).await;
+    }
     eprintln!(
-        "[big] both slaves applied it {:.1} s later",
+        "[big] {slaves:?} applied it {:.1} s later",
         started.elapsed().as_secs_f64()
     );
     seq
 }
 
-/// Every heartbeat that arrives: node, mode, its announced interval, arrival time.
+/// One heartbeat as it arrived: node, mode, its announced interval, arrival time.
+type Beat = (String, Mode, u64, Instant);
+
+/// Every heartbeat that arrives.
 struct Beats {
-    seen: Arc<Mutex<Vec<(String, Mode, u64, Instant)>>>,
+    seen: Arc<Mutex<Vec<Beat>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -120,7 +132,7 @@ impl Beats {
         let mut stream = within(10, "subscribe to ddb.hb.>", c.client.heartbeats())
             .await
             .expect("heartbeats");
-        let seen: Arc<Mutex<Vec<(String, Mode, u64, Instant)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Beat>>> = Arc::default();
         let sink = seen.clone();
         let task = tokio::spawn(async move {
             while let Some(hb) = stream.next().await {
@@ -242,6 +254,31 @@ async fn busy_master(c: &Cluster, db: &str) -> (BTreeSet<i64>, u64) {
         Duration::from_millis(20),
         stop.clone(),
     ));
+    // A second client scans the whole table for rows that do not exist, back to back: the
+    // long statements a master must run without missing a beat.
+    let scans = {
+        let (client, stop, db) = (c.client.clone(), stop.clone(), db.to_owned());
+        tokio::spawn(async move {
+            let scan =
+                json!({"op":"SEARCH","db":db,"table":"t","condition":{"v":{"$like":"%none%"}}});
+            let mut took = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let t = Instant::now();
+                let r = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    client.request(&node("master"), &scan),
+                )
+                .await;
+                match r {
+                    Ok(Ok(r)) if r.ok && r.rows.as_ref().is_some_and(Vec::is_empty) => {
+                        took.push(t.elapsed())
+                    }
+                    other => panic!("a full scan failed: {other:?}"),
+                }
+            }
+            took
+        })
+    };
     let whole = json!({"op":"SEARCH","db":db,"table":"t","condition":{}});
     let mut searches: Vec<(Duration, Answer)> = Vec::new();
     while started.elapsed() < WINDOW {
@@ -266,6 +303,9 @@ async fn busy_master(c: &Cluster, db: &str) -> (BTreeSet<i64>, u64) {
     let (mut lat, failed, acked, seq) = within(30, "the writer to stop", writes)
         .await
         .expect("writer task");
+    let mut scans = within(60, "the scans to stop", scans)
+        .await
+        .expect("scan task");
     let ended = Instant::now();
     beats.wait_after(&nodes, ended).await;
 
@@ -285,7 +325,11 @@ async fn busy_master(c: &Cluster, db: &str) -> (BTreeSet<i64>, u64) {
             times.len()
         ));
         if n == "master" {
-            assert!(times.len() >= 10, "too few master heartbeats: {}", times.len());
+            assert!(
+                times.len() >= 10,
+                "too few master heartbeats: {}",
+                times.len()
+            );
             assert!(
                 gap <= Duration::from_millis(2 * interval),
                 "the master's heartbeats paused for {gap:?} (interval {interval} ms)"
@@ -296,24 +340,33 @@ async fn busy_master(c: &Cluster, db: &str) -> (BTreeSet<i64>, u64) {
 
     // The writer: every write acknowledged, p99 within 250 ms.
     let writes = lat.len();
-    let (p50, p99, max) = (
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99),
-        pct(&mut lat, 1.0),
-    );
+    let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
     // The SEARCHes: each answered, rows or too_large naming limit and after, within 1 s.
     let mut took: Vec<Duration> = searches.iter().map(|(d, _)| *d).collect();
     let too_large = searches
         .iter()
         .filter(|(_, a)| matches!(a, Answer::TooLarge(_)))
         .count();
+    let most_rows = searches
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Answer::Rows(n) => Some(*n),
+            _ => None,
+        })
+        .max();
     eprintln!(
-        "[big] busy master, {WINDOW:?}: {} whole-table SEARCHes ({too_large} too_large), latency p50 {:?} max {:?}; writer {writes} INSERTs every 20 ms, latency p50 {p50:?} p99 {p99:?} max {max:?}, {} failed\n[big]   {}",
+        "[big] busy master, {WINDOW:?}: {} whole-table SEARCHes ({too_large} too_large, the others up to {most_rows:?} rows), latency p50 {:?} max {:?}; writer {writes} INSERTs every 20 ms, latency p50 {p50:?} p99 {p99:?} max {max:?}, {} failed\n[big]   {}",
         searches.len(),
         pct(&mut took, 0.5),
         pct(&mut took, 1.0),
         failed.len(),
         report.join("\n[big]   ")
+    );
+    eprintln!(
+        "[big]   meanwhile {} full scans matching nothing, p50 {:?} max {:?}",
+        scans.len(),
+        pct(&mut scans, 0.5),
+        pct(&mut scans, 1.0)
     );
     assert!(failed.is_empty(), "writes failed: {failed:?}");
     assert!(writes >= 100, "only {writes} writes in {WINDOW:?}");
@@ -398,7 +451,8 @@ async fn paging_while_writing(c: &Cluster, db: &str, originals: &BTreeSet<i64>, 
     let stop = Arc::new(AtomicBool::new(false));
     let sent: Arc<Mutex<HashSet<i64>>> = Arc::default();
     let writer_task = {
-        let (client, db, stop, sent) = (c.client.clone(), db.to_owned(), stop.clone(), sent.clone());
+        let (client, db, stop, sent) =
+            (c.client.clone(), db.to_owned(), stop.clone(), sent.clone());
         let mut rng = Rng::from_env("DDB_BIG_SEED", "big_tables");
         tokio::spawn(async move {
             let (mut acked, mut failed, mut seq) = (0u64, Vec::new(), 0u64);
@@ -442,7 +496,10 @@ async fn paging_while_writing(c: &Cluster, db: &str, originals: &BTreeSet<i64>, 
     for (name, p) in [("master", &on_master), ("slave1", &on_slave)] {
         // Keyset order on the key: strictly increasing means no row came twice.
         if let Some(w) = p.ids.windows(2).find(|w| w[0] >= w[1]) {
-            panic!("paging on {name} went back or repeated: {} then {}", w[0], w[1]);
+            panic!(
+                "paging on {name} went back or repeated: {} then {}",
+                w[0], w[1]
+            );
         }
         let seen: BTreeSet<i64> = p.ids.iter().copied().collect();
         let missing: Vec<_> = originals.difference(&seen).take(10).collect();
@@ -453,7 +510,8 @@ async fn paging_while_writing(c: &Cluster, db: &str, originals: &BTreeSet<i64>, 
         );
         let new = seen.len() - originals.len();
         assert!(
-            seen.iter().all(|id| originals.contains(id) || sent.contains(id)),
+            seen.iter()
+                .all(|id| originals.contains(id) || sent.contains(id)),
             "paging on {name} returned a row nobody wrote"
         );
         eprintln!(
@@ -476,7 +534,7 @@ async fn a_busy_master_keeps_its_rhythm_then_paging_visits_every_row_once_on_mas
     let rows = big_rows();
     let c = Cluster::start(2).await;
     let db = "big";
-    let seq = load_big_table(&c, db, rows).await;
+    let seq = load_big_table(&c, db, rows, &["slave1", "slave2"]).await;
 
     // a_busy_master_keeps_its_rhythm
     let (written, wseq) = busy_master(&c, db).await;
@@ -519,7 +577,10 @@ async fn schema_ops_replicate() {
         .map(|i| json!({"id":i,"v":format!("v{}", i % 10),"n":i}))
         .collect();
     let mut seq = c
-        .ok(&writer(), json!({"op":"INSERT","db":"sch","table":"t","data":rows}))
+        .ok(
+            &writer(),
+            json!({"op":"INSERT","db":"sch","table":"t","data":rows}),
+        )
         .await
         .seq
         .unwrap();
@@ -555,7 +616,11 @@ async fn schema_ops_replicate() {
     let after = c.assert_converged(&all, "sch", seq).await;
     eprintln!("[schema] checksums before {before}\n[schema] and after the schema ops, equal on {all:?}: {after}");
     assert_ne!(before, after);
-    assert_eq!(after.as_array().unwrap().len(), 1, "other was dropped: {after}");
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        1,
+        "other was dropped: {after}"
+    );
 
     // Every node reads the new columns, in table order, and no longer knows `other`.
     for n in all {
@@ -568,9 +633,16 @@ async fn schema_ops_replicate() {
             "on {n}"
         );
         let r = c
-            .req(&node(n), json!({"op":"SEARCH","db":"sch","table":"other","min_seq":seq}))
+            .req(
+                &node(n),
+                json!({"op":"SEARCH","db":"sch","table":"other","min_seq":seq}),
+            )
             .await;
-        assert_code(&r, ErrorCode::TableNotFound, &format!("SEARCH of the dropped table on {n}"));
+        assert_code(
+            &r,
+            ErrorCode::TableNotFound,
+            &format!("SEARCH of the dropped table on {n}"),
+        );
     }
 
     // An index alone changes the checksum (a node missing one would show).
@@ -580,27 +652,72 @@ async fn schema_ops_replicate() {
     let with_index = c.assert_converged(&all, "sch", r.seq.unwrap()).await;
     assert_ne!(with_index, after, "an index changed no checksum");
     let r = c
-        .ok(&writer(), json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"by_age_n"}))
+        .ok(
+            &writer(),
+            json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"by_age_n"}),
+        )
         .await;
     seq = r.seq.unwrap();
     assert_eq!(c.assert_converged(&all, "sch", seq).await, after);
 
     // Typed errors, from the writer; the log does not move.
     let refused = [
-        (json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"by_n_v","columns":["id"]}), ErrorCode::IndexExists),
-        (json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"BY_N_V","columns":["id"]}), ErrorCode::IndexExists),
-        (json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"by_v"}), ErrorCode::IndexNotFound),
-        (json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"nosuch"}), ErrorCode::IndexNotFound),
-        (json!({"op":"DROP_TABLE","db":"sch","table":"other"}), ErrorCode::TableNotFound),
-        (json!({"op":"CREATE_INDEX","db":"sch","table":"other","index":"ix","columns":["x"]}), ErrorCode::TableNotFound),
-        (json!({"op":"ADD_COLUMN","db":"sch","table":"other","data":{"y":"int"}}), ErrorCode::TableNotFound),
-        (json!({"op":"DROP_INDEX","db":"sch","table":"other","index":"by_x"}), ErrorCode::TableNotFound),
-        (json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"ix","columns":["nosuch"]}), ErrorCode::ColumnNotFound),
-        (json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"u_v","columns":["v"],"unique":true}), ErrorCode::Constraint),
-        (json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"age":"int"}}), ErrorCode::BadRequest),
-        (json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"AGE":"float"}}), ErrorCode::BadRequest),
-        (json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"z":{"type":"int","not_null":true}}}), ErrorCode::BadRequest),
-        (json!({"op":"DROP_TABLE","db":"nodb","table":"t"}), ErrorCode::DbNotFound),
+        (
+            json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"by_n_v","columns":["id"]}),
+            ErrorCode::IndexExists,
+        ),
+        (
+            json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"BY_N_V","columns":["id"]}),
+            ErrorCode::IndexExists,
+        ),
+        (
+            json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"by_v"}),
+            ErrorCode::IndexNotFound,
+        ),
+        (
+            json!({"op":"DROP_INDEX","db":"sch","table":"t","index":"nosuch"}),
+            ErrorCode::IndexNotFound,
+        ),
+        (
+            json!({"op":"DROP_TABLE","db":"sch","table":"other"}),
+            ErrorCode::TableNotFound,
+        ),
+        (
+            json!({"op":"CREATE_INDEX","db":"sch","table":"other","index":"ix","columns":["x"]}),
+            ErrorCode::TableNotFound,
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"sch","table":"other","data":{"y":"int"}}),
+            ErrorCode::TableNotFound,
+        ),
+        (
+            json!({"op":"DROP_INDEX","db":"sch","table":"other","index":"by_x"}),
+            ErrorCode::TableNotFound,
+        ),
+        (
+            json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"ix","columns":["nosuch"]}),
+            ErrorCode::ColumnNotFound,
+        ),
+        (
+            json!({"op":"CREATE_INDEX","db":"sch","table":"t","index":"u_v","columns":["v"],"unique":true}),
+            ErrorCode::Constraint,
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"age":"int"}}),
+            ErrorCode::BadRequest,
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"AGE":"float"}}),
+            ErrorCode::BadRequest,
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"sch","table":"t","data":{"z":{"type":"int","not_null":true}}}),
+            ErrorCode::BadRequest,
+        ),
+        (
+            json!({"op":"DROP_TABLE","db":"nodb","table":"t"}),
+            ErrorCode::DbNotFound,
+        ),
     ];
     for (op, code) in refused {
         let r = c.req(&writer(), op.clone()).await;
@@ -612,13 +729,222 @@ async fn schema_ops_replicate() {
         if code == ErrorCode::BadRequest && op["data"].get("z").is_some() {
             assert!(message.contains("nullable"), "{op}: {message}");
         }
-        // A slave refuses the write before looking at it.
+        // A slave refuses a well-formed write before running it; a malformed one is refused
+        // by the parser on every node alike.
+        let parsed = ddb::parse_request(op.to_string().as_bytes(), &ddb::Limits::default());
+        let on_slave = parsed.map_or(code, |_| ErrorCode::ReadOnly);
         let r = c.req(&node("slave1"), op.clone()).await;
-        assert_code(&r, ErrorCode::ReadOnly, &format!("{op} on slave1"));
+        assert_code(&r, on_slave, &format!("{op} on slave1"));
     }
     assert_eq!(c.assert_converged(&all, "sch", seq).await, after);
     for n in all {
         assert!(c.is_running(n), "{n} is running");
-        assert!(c.heartbeat(n).unwrap().broken.is_empty(), "{n} reports a broken database");
+        assert!(
+            c.heartbeat(n).unwrap().broken.is_empty(),
+            "{n} reports a broken database"
+        );
+    }
+}
+
+/// Rows for the query-timeout tests: a full scan or an index build takes tens of milliseconds
+/// even in release builds, far past a 5 ms limit; a point read takes well under it.
+const TIMEOUT_ROWS: i64 = 100_000;
+const TIGHT: &[&str] = &["--query-timeout-ms", "5"];
+
+/// A master (default limit) and slave1 (`--query-timeout-ms 5`) with [`TIMEOUT_ROWS`] rows
+/// in `qt.t`; returns the last seq.
+async fn timeout_cluster() -> (Cluster, u64) {
+    let mut c = Cluster::empty(ddb_testsupport::NatsServer::start()).await;
+    c.start_node("master", true);
+    c.start_node_with("slave1", false, TIGHT);
+    c.wait_mode("master", Mode::Master).await;
+    c.wait_mode("slave1", Mode::Replica).await;
+    let seq = load_big_table(&c, "qt", TIMEOUT_ROWS, &["slave1"]).await;
+    (c, seq)
+}
+
+/// Restarts the master with `--query-timeout-ms 5` (the rows are loaded: 10,000-row INSERTs
+/// would not fit in 5 ms).
+async fn tighten_master(c: &mut Cluster) {
+    assert!(c.stop("master"));
+    c.start_node_with("master", true, TIGHT);
+    c.wait_mode("master", Mode::Master).await;
+}
+
+fn full_scan() -> Json {
+    json!({"op":"SEARCH","db":"qt","table":"t","condition":{"v":{"$like":"%none%"}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_past_the_query_timeout_are_cancelled_but_replay_is_not() {
+    let (mut c, _) = timeout_cluster().await;
+    let point = json!({"op":"SEARCH","db":"qt","table":"t","condition":{"id":4242}});
+
+    // A slave with a tight limit cancels a long read, answers timeout, and still serves.
+    let t = Instant::now();
+    let r = c.req(&node("slave1"), full_scan()).await;
+    assert_code(
+        &r,
+        ErrorCode::Timeout,
+        "full scan on slave1 with --query-timeout-ms 5",
+    );
+    eprintln!(
+        "[timeout] full scan of {TIMEOUT_ROWS} rows on slave1 (limit 5 ms): timeout after {:?}: {}",
+        t.elapsed(),
+        r.error.as_ref().unwrap().message
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "cancelled late: {:?}",
+        t.elapsed()
+    );
+    let r = c.ok(&node("slave1"), point.clone()).await;
+    assert_eq!(r.rows.map(|rows| rows.len()), Some(1));
+
+    // The master (default limit) builds an index for much longer than 5 ms; slave1 replays
+    // it from the log all the same.
+    let t = Instant::now();
+    let ix = c
+        .ok(
+            &writer(),
+            json!({"op":"CREATE_INDEX","db":"qt","table":"t","index":"by_v","columns":["v"]}),
+        )
+        .await;
+    eprintln!(
+        "[timeout] CREATE_INDEX on {TIMEOUT_ROWS} rows took {:?} on the master",
+        t.elapsed()
+    );
+    c.wait_applied("slave1", ix.seq.unwrap()).await;
+    let hb = c.heartbeat("slave1").unwrap();
+    assert!(
+        hb.broken.is_empty(),
+        "slave1 did not replay CREATE_INDEX: {:?}",
+        hb.broken
+    );
+    let r = c
+        .ok(
+            &node("slave1"),
+            json!({"op":"SEARCH","db":"qt","table":"t","condition":{"v":"v4242"},"columns":["id"]}),
+        )
+        .await;
+    assert_eq!(serde_json::to_value(r.rows).unwrap(), json!([{"id":4242}]));
+
+    // The master with a tight limit cancels long reads too.
+    tighten_master(&mut c).await;
+    let r = c.req(&node("master"), full_scan()).await;
+    assert_code(&r, ErrorCode::Timeout, "full scan on the master");
+    c.ok(&node("master"), point).await;
+    for n in ["master", "slave1"] {
+        assert!(c.is_running(n), "{n} is running");
+        assert!(
+            c.heartbeat(n).unwrap().broken.is_empty(),
+            "{n} reports a broken database"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_past_the_query_timeout_is_cancelled_alone() {
+    let (mut c, _) = timeout_cluster().await;
+    tighten_master(&mut c).await;
+
+    // In a batch: quick INSERTs committed together with a long UPDATE the limit cancels. Each
+    // INSERT acknowledged must be on both nodes; the UPDATE on neither.
+    let client = c.client.clone().with_timeout(Duration::from_secs(30));
+    let update =
+        json!({"op":"UPDATE","db":"qt","table":"t","data":{"v":"x"},"condition":{"n":{"$gt":-1}}});
+    let mut acked = Vec::new();
+    let mut last = 0;
+    for round in 0..5i64 {
+        let ops: Vec<Json> = (1..=4)
+            .map(|k| {
+                let id = -(round * 10 + k) - 1;
+                json!({"op":"INSERT","db":"qt","table":"t","data":{"id":id,"v":format!("v{id}"),"n":id % 7}})
+            })
+            .chain([update.clone()])
+            .collect();
+        let replies = within(
+            60,
+            "a batch with a cancelled UPDATE",
+            futures::future::join_all(ops.iter().map(|op| client.request(&Target::Writer, op))),
+        )
+        .await;
+        for (op, r) in ops.iter().zip(replies) {
+            let r = r.expect("a reply");
+            if op["op"] == "UPDATE" {
+                assert_code(&r, ErrorCode::Timeout, "the long UPDATE in a batch");
+            } else {
+                assert!(r.ok, "{op}: {r:?}");
+                acked.push(op["data"]["id"].as_i64().unwrap());
+                last = last.max(r.seq.unwrap());
+            }
+        }
+    }
+    for n in ["master", "slave1"] {
+        let r = c
+            .ok(&node(n), json!({"op":"SEARCH","db":"qt","table":"t","condition":{"id":{"$lt":-1}},"columns":["id"],"min_seq":last}))
+            .await;
+        let have: BTreeSet<i64> = r
+            .rows
+            .unwrap()
+            .iter()
+            .map(|row| row["id"].as_i64().unwrap())
+            .collect();
+        let missing: Vec<_> = acked.iter().filter(|id| !have.contains(id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{n} lost acknowledged INSERTs batched with a cancelled UPDATE: {missing:?} (has {have:?})"
+        );
+        // (A whole-table check would itself pass the 5 ms limit: a few rows by key.)
+        let r = c
+            .ok(&node(n), json!({"op":"SEARCH","db":"qt","table":"t","condition":{"id":{"$in":[0,2,4242]}},"columns":["v"],"min_seq":last}))
+            .await;
+        assert_eq!(
+            serde_json::to_value(r.rows).unwrap(),
+            json!([{"v":"v0"},{"v":"v2"},{"v":"v4242"}]),
+            "{n} holds rows of a cancelled UPDATE"
+        );
+    }
+    // Alone: answered timeout, nothing logged.
+    let r = c
+        .req(&writer(), json!({"op":"UPDATE","db":"qt","table":"t","data":{"v":"x"},"condition":{"n":{"$gt":-1}}}))
+        .await;
+    assert_code(&r, ErrorCode::Timeout, "UPDATE of every row on the master");
+    let r = c
+        .req(
+            &writer(),
+            json!({"op":"CREATE_INDEX","db":"qt","table":"t","index":"by_n","columns":["n","v"]}),
+        )
+        .await;
+    assert_code(
+        &r,
+        ErrorCode::Timeout,
+        "CREATE_INDEX on the master with --query-timeout-ms 5",
+    );
+    let r = c
+        .req(
+            &writer(),
+            json!({"op":"DROP_INDEX","db":"qt","table":"t","index":"by_n"}),
+        )
+        .await;
+    assert_code(&r, ErrorCode::IndexNotFound, "the cancelled index");
+    let w = c
+        .ok(
+            &writer(),
+            json!({"op":"INSERT","db":"qt","table":"t","data":{"id":-1,"v":"v-1","n":-1}}),
+        )
+        .await;
+    assert_eq!(w.seq, Some(last + 1), "a cancelled write reached the log");
+    c.ok(
+        &writer(),
+        json!({"op":"DELETE","db":"qt","table":"t","condition":{"id":-1}}),
+    )
+    .await;
+
+    for n in ["master", "slave1"] {
+        assert!(
+            c.heartbeat(n).unwrap().broken.is_empty(),
+            "{n} reports a broken database"
+        );
     }
 }

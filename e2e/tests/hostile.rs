@@ -432,7 +432,6 @@ fn corpus() -> Vec<Case> {
     for op in [
         "FROBNICATE".to_owned(),
         "DROP TABLE".into(),
-        "DROP_TABLE".into(),
         "SELECT".into(),
         "CREATE_DATABASE".into(),
         "INSERT ".into(),
@@ -754,7 +753,424 @@ fn corpus() -> Vec<Case> {
     ] {
         c.read(code, op);
     }
+    schema_ops_and_cursors(&mut c);
     c.0
+}
+
+/// A cursor as ddb writes it (base64url of `{"v":1,"f":fingerprint,"k":keys,"s":skip}`),
+/// with whatever fingerprint, keys and skip the case needs.
+fn cursor(body: Json) -> String {
+    base64url(body.to_string().as_bytes())
+}
+
+/// Base64url without padding, as ddb encodes cursors.
+fn base64url(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The fingerprint ddb gives `search` (a SEARCH on the fixture's `h.t`).
+fn fingerprint_of(search: &Json) -> String {
+    let parse = |j: &Json| {
+        parse_request(j.to_string().as_bytes(), &Limits::default())
+            .expect("parses")
+            .op
+    };
+    let ddb::Op::Write(ddb::WriteOp::CreateTable { schema, .. }) = parse(
+        &json!({"op":"CREATE_TABLE","db":"h","table":"t","data":{"id":"int","v":"string","n":"int"},"primary_key":["id"]}),
+    ) else {
+        unreachable!()
+    };
+    let ddb::Op::Read(ddb::ReadOp::Search(s)) = parse(search) else {
+        unreachable!()
+    };
+    let order = ddb::sql::paging::total_order(&schema, &s).expect("order");
+    ddb::sql::paging::fingerprint(&s, &order)
+}
+
+/// CREATE_INDEX, DROP_INDEX, DROP_TABLE, ADD_COLUMN and SEARCH's paging cursor (`after`).
+fn schema_ops_and_cursors(c: &mut Corpus) {
+    let ix = |extra: Json| {
+        let mut op = json!({"op":"CREATE_INDEX","db":"h","table":"t","index":"ix","columns":["v"]});
+        for (k, v) in extra.as_object().unwrap() {
+            op[k] = v.clone();
+        }
+        op
+    };
+    // --- CREATE_INDEX: unknown fields, wrong types, bad column lists.
+    for (k, v) in [
+        ("where", json!("n > 1")),
+        ("if_not_exists", json!(true)),
+        ("Unique", json!(true)),
+        ("column", json!(["v"])),
+        ("data", json!({"v":"string"})),
+        ("min_seq", json!(1)),
+    ] {
+        c.parse("bad_request", ix(json!({k: v})));
+    }
+    for bad in [
+        json!("yes"),
+        json!(1),
+        json!(0),
+        json!([]),
+        json!({}),
+        json!("true"),
+    ] {
+        c.parse("bad_request", ix(json!({"unique": bad})));
+    }
+    for bad in [
+        json!("v"),
+        json!("v,n"),
+        json!([]),
+        json!({}),
+        json!(null),
+        json!(1),
+        json!([1]),
+        json!([null]),
+        json!([["v"]]),
+        json!(["v", "v"]),
+        json!(["v", "n", "v"]),
+        json!(["v", "v", "v"]),
+    ] {
+        c.parse("bad_request", ix(json!({"columns": bad})));
+    }
+    let seventeen: Vec<String> = (0..17).map(|i| format!("c{i}")).collect();
+    c.parse("too_large", ix(json!({"columns": seventeen})));
+    let many: Vec<String> = (0..10_000).map(|i| format!("c{i}")).collect();
+    c.parse("too_large", ix(json!({"columns": many})));
+    for missing in ["index", "columns", "table", "db"] {
+        let mut op = ix(json!({}));
+        op.as_object_mut().unwrap().remove(missing);
+        c.parse("bad_request", op);
+    }
+    for bad in [json!(1), json!(null), json!(["ix"]), json!({}), json!(true)] {
+        c.parse("bad_request", ix(json!({"index": bad})));
+        c.parse(
+            "bad_request",
+            json!({"op":"DROP_INDEX","db":"h","table":"t","index":bad}),
+        );
+    }
+    // Hostile names in the index and column slots.
+    let mut names = hostile_names();
+    names.extend(
+        [
+            "_ddbix",
+            "_ddbix_by_v",
+            "_DDBIX_x",
+            "_ddb_tables",
+            "index",
+            "INDEX",
+            "table",
+            "unique",
+            "primary",
+            "key",
+            "drop",
+            "sqlite_autoindex_t_1",
+        ]
+        .map(str::to_owned),
+    );
+    for name in &names {
+        let n = name.as_str();
+        // sqlite_ is refused for tables only; as an index name it is only a name.
+        if n.starts_with("sqlite_") {
+            continue;
+        }
+        c.parse("invalid_name", ix(json!({"index": n})));
+        c.parse(
+            "invalid_name",
+            json!({"op":"DROP_INDEX","db":"h","table":"t","index":n}),
+        );
+        c.parse("invalid_name", ix(json!({"columns": ["v", n]})));
+        c.parse(
+            "invalid_name",
+            json!({"op":"DROP_TABLE","db":"h","table":n}),
+        );
+        c.parse(
+            "invalid_name",
+            json!({"op":"ADD_COLUMN","db":"h","table":"t","data":{n:"int"}}),
+        );
+        c.parse(
+            "invalid_name",
+            json!({"op":"ADD_COLUMN","db":"h","table":n,"data":{"z":"int"}}),
+        );
+    }
+    // An index name no engine would take as one: still only a name.
+    c.write(
+        "table_not_found",
+        ix(json!({"table":"nosuch","index":"sqlite_autoindex_t_1"})),
+    );
+    // --- DROP_INDEX, DROP_TABLE: unknown and missing fields.
+    for (k, v) in [
+        ("columns", json!(["v"])),
+        ("if_exists", json!(true)),
+        ("cascade", json!(true)),
+        ("data", json!({})),
+    ] {
+        let mut op = json!({"op":"DROP_INDEX","db":"h","table":"t","index":"by_v"});
+        op[k] = v.clone();
+        c.parse("bad_request", op);
+        let mut op = json!({"op":"DROP_TABLE","db":"h","table":"t"});
+        op[k] = v;
+        c.parse("bad_request", op);
+    }
+    c.parse(
+        "bad_request",
+        json!({"op":"DROP_INDEX","db":"h","table":"t"}),
+    );
+    c.parse(
+        "bad_request",
+        json!({"op":"DROP_INDEX","db":"h","index":"by_v"}),
+    );
+    c.parse("bad_request", json!({"op":"DROP_TABLE","db":"h"}));
+    c.parse("bad_request", json!({"op":"DROP_TABLE","table":"t"}));
+    for bad in [json!(1), json!(null), json!(["t"]), json!({})] {
+        c.parse(
+            "bad_request",
+            json!({"op":"DROP_TABLE","db":"h","table":bad}),
+        );
+    }
+    for op in [
+        "DROP_TABLES",
+        "DROPTABLE",
+        "DROP_TABLE ",
+        "CREATE INDEX",
+        "ALTER_TABLE",
+        "ADD_COLUMNS",
+    ] {
+        c.parse("bad_request", json!({"op":op,"db":"h","table":"t"}));
+    }
+    // --- ADD_COLUMN: nullable new columns only, each once, as CREATE_TABLE types them.
+    for (data, code) in [
+        (json!({"z":{"type":"int","not_null":true}}), "bad_request"),
+        (
+            json!({"z":"int","y":{"type":"string","not_null":true}}),
+            "bad_request",
+        ),
+        (json!({"z":"int","Z":"int"}), "bad_request"),
+        (json!({"z":"int","z2":"float","Z":"bool"}), "bad_request"),
+        (json!({}), "bad_request"),
+        (json!([]), "bad_request"),
+        (json!(["z"]), "bad_request"),
+        (json!("z int"), "bad_request"),
+        (json!(null), "bad_request"),
+        (json!(1), "bad_request"),
+        (json!({"z":"varchar"}), "bad_request"),
+        (json!({"z":"INT"}), "bad_request"),
+        (json!({"z":null}), "bad_request"),
+        (json!({"z":{}}), "bad_request"),
+        (json!({"z":{"type":"int","default":0}}), "bad_request"),
+        (json!({"z":{"type":"int","not_null":"no"}}), "bad_request"),
+        (json!({"z":["int"]}), "bad_request"),
+    ] {
+        c.parse(
+            code,
+            json!({"op":"ADD_COLUMN","db":"h","table":"t","data":data}),
+        );
+    }
+    let wide: serde_json::Map<String, Json> =
+        (0..257).map(|i| (format!("z{i}"), json!("int"))).collect();
+    c.parse(
+        "too_large",
+        json!({"op":"ADD_COLUMN","db":"h","table":"t","data":wide}),
+    );
+    for (k, v) in [
+        ("primary_key", json!(["z"])),
+        ("columns", json!(["z"])),
+        ("condition", json!({})),
+        ("if_not_exists", json!(true)),
+    ] {
+        let mut op = json!({"op":"ADD_COLUMN","db":"h","table":"t","data":{"z":"int"}});
+        op[k] = v;
+        c.parse("bad_request", op);
+    }
+    c.parse(
+        "bad_request",
+        json!({"op":"ADD_COLUMN","db":"h","table":"t"}),
+    );
+
+    // --- Well-formed schema ops the engine must refuse (a replica says read_only first).
+    for (op, code) in [
+        (ix(json!({"index":"by_v"})), "index_exists"),
+        (ix(json!({"index":"BY_V","columns":["n"]})), "index_exists"),
+        (
+            ix(json!({"index":"by_v","table":"s","columns":["x"]})),
+            "index_exists",
+        ),
+        (ix(json!({"columns":["nosuch"]})), "column_not_found"),
+        (ix(json!({"columns":["v","nosuch"]})), "column_not_found"),
+        (ix(json!({"columns":["V"]})), "column_not_found"),
+        (ix(json!({"table":"nosuch"})), "table_not_found"),
+        (ix(json!({"db":"nodb"})), "db_not_found"),
+        (
+            ix(json!({"index":"u_n","columns":["n"],"unique":true})),
+            "constraint",
+        ),
+        (
+            ix(json!({"index":"u_v","columns":["v"],"unique":true})),
+            "constraint",
+        ),
+        (
+            json!({"op":"DROP_INDEX","db":"h","table":"t","index":"nosuch"}),
+            "index_not_found",
+        ),
+        (
+            json!({"op":"DROP_INDEX","db":"h","table":"s","index":"by_v"}),
+            "index_not_found",
+        ),
+        (
+            json!({"op":"DROP_INDEX","db":"h","table":"nosuch","index":"by_v"}),
+            "table_not_found",
+        ),
+        (
+            json!({"op":"DROP_INDEX","db":"nodb","table":"t","index":"by_v"}),
+            "db_not_found",
+        ),
+        (
+            json!({"op":"DROP_TABLE","db":"h","table":"nosuch"}),
+            "table_not_found",
+        ),
+        (
+            json!({"op":"DROP_TABLE","db":"h","table":"information_schema"}),
+            "table_not_found",
+        ),
+        (
+            json!({"op":"DROP_TABLE","db":"nodb","table":"t"}),
+            "db_not_found",
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"h","table":"t","data":{"v":"string"}}),
+            "bad_request",
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"h","table":"t","data":{"z":"int","N":"int"}}),
+            "bad_request",
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"h","table":"t","data":{"ID":"float"}}),
+            "bad_request",
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"h","table":"nosuch","data":{"z":"int"}}),
+            "table_not_found",
+        ),
+        (
+            json!({"op":"ADD_COLUMN","db":"nodb","table":"t","data":{"z":"int"}}),
+            "db_not_found",
+        ),
+    ] {
+        c.write(code, op);
+    }
+    // 3 columns + 254 new ones: one more than a table may have.
+    let wide: serde_json::Map<String, Json> =
+        (0..254).map(|i| (format!("z{i}"), json!("int"))).collect();
+    c.write(
+        "too_large",
+        json!({"op":"ADD_COLUMN","db":"h","table":"t","data":wide}),
+    );
+
+    // --- The paging cursor: refused by the parser when it is no cursor string at all...
+    let page = json!({"op":"SEARCH","db":"h","table":"t","limit":2});
+    let with = |after: Json| {
+        let mut op = page.clone();
+        op["after"] = after;
+        op
+    };
+    for bad in [
+        json!(12),
+        json!(0),
+        json!(-1),
+        json!(1.5),
+        json!(""),
+        json!(true),
+        json!([]),
+        json!(["eyJ2IjoxfQ"]),
+        json!({}),
+        json!({"v":1}),
+        json!("A".repeat(64 * 1024 + 1)),
+        json!("x".repeat(300_000)),
+    ] {
+        c.parse("bad_request", with(bad));
+    }
+    for raw in ["-1", "-9223372036854775808", "1.5", "\"2\""] {
+        c.raw(
+            "bad_request",
+            format!(r#"{{"op":"SEARCH","db":"h","table":"t","limit":{raw},"after":"eyJ2IjoxfQ"}}"#),
+        );
+    }
+    c.parse(
+        "bad_request",
+        json!({"op":"CHECKSUM","db":"h","after":"eyJ2IjoxfQ"}),
+    );
+    c.parse(
+        "bad_request",
+        json!({"op":"SEARCH","db":"h","table":"t","limit":2,"next":"eyJ2IjoxfQ"}),
+    );
+    c.parse(
+        "bad_request",
+        json!({"op":"INSERT","db":"h","table":"t","data":{"id":1},"after":"eyJ2IjoxfQ"}),
+    );
+    // ...and by the node reading it when it is a string but not a cursor of this SEARCH.
+    assert_eq!(
+        cursor(json!({"v":1})),
+        "eyJ2IjoxfQ",
+        "base64url as ddb writes it"
+    );
+    let fp = fingerprint_of(&page);
+    let other_fp = fingerprint_of(&json!({"op":"SEARCH","db":"h","table":"t","order_by":"-n"}));
+    assert_ne!(fp, other_fp);
+    for bad in [
+        "not a cursor".to_owned(),
+        "A".repeat(64 * 1024),
+        "eyJ2IjoxfQ".into(),
+        "eyJ2IjoxfQ==".into(),
+        "%%%%".into(),
+        "\u{0}".into(),
+        "é".into(),
+        "x".repeat(1000),
+        cursor(json!("just a string")),
+        cursor(json!([1, 2, 3])),
+        cursor(json!({"v":1,"f":"0123456789abcdef","k":[1],"s":0})),
+        cursor(json!({"v":1,"f":other_fp,"k":[1, 2],"s":0})),
+        cursor(json!({"v":2,"f":fp,"k":[1],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":["1"],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":[1.5],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":[[1]],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":[{"$gt":1}],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":["1 OR 1=1"],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":[1, 2],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":[],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":1,"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":[1]})),
+        cursor(json!({"v":1,"f":fp,"k":[1],"s":-1})),
+        cursor(json!({"v":1,"f":fp,"k":[1],"s":"0"})),
+        cursor(json!({"v":1,"k":[1],"s":0})),
+        cursor(json!({"v":1,"f":null,"k":[1],"s":0})),
+        cursor(json!({"v":1,"f":fp,"k":[18446744073709551615u64],"s":0})),
+        format!("{}!", cursor(json!({"v":1,"f":fp,"k":[1],"s":0}))),
+    ] {
+        c.read("bad_request", with(json!(bad)));
+    }
+    // A cursor of this SEARCH on another table, condition or order.
+    let good = cursor(json!({"v":1,"f":fp,"k":[1],"s":0}));
+    for other in [
+        json!({"op":"SEARCH","db":"h","table":"t","limit":2,"order_by":"-n"}),
+        json!({"op":"SEARCH","db":"h","table":"t","limit":2,"condition":{"n":{"$gt":0}}}),
+        json!({"op":"SEARCH","db":"h","table":"s","limit":2}),
+    ] {
+        let mut op = other;
+        op["after"] = json!(good);
+        c.read("bad_request", op);
+    }
 }
 
 /// Checks the corpus against the parser itself first, so that a wrong expectation is
@@ -792,7 +1208,8 @@ async fn stream_last_seq(c: &Cluster) -> u64 {
     .await
 }
 
-/// `h.t (id int key, v string, n int)` with five rows, `h.s (k string key, x float not null)`.
+/// `h.t (id int key, v string, n int)` with six rows and an index `by_v` on `v`,
+/// `h.s (k string key, x float not null)`.
 async fn hostile_fixture(c: &Cluster) -> u64 {
     create_table(c, "h").await;
     c.ok(&writer(), json!({"op":"CREATE_TABLE","db":"h","table":"s","data":{"k":"string","x":{"type":"float","not_null":true}},"primary_key":"k"}))
@@ -802,12 +1219,19 @@ async fn hostile_fixture(c: &Cluster) -> u64 {
         json!({"op":"INSERT","db":"h","table":"s","data":{"k":"a","x":1.5}}),
     )
     .await;
-    let rows: Vec<Json> = (1..=5)
+    let mut rows: Vec<Json> = (1..=5)
         .map(|i| json!({"id":i,"v":format!("a{i}"),"n":i}))
         .collect();
+    // Repeats of v and n: a unique index on either is refused.
+    rows.push(json!({"id":10,"v":"a1","n":1}));
     c.ok(
         &writer(),
         json!({"op":"INSERT","db":"h","table":"t","data":rows}),
+    )
+    .await;
+    c.ok(
+        &writer(),
+        json!({"op":"CREATE_INDEX","db":"h","table":"t","index":"by_v","columns":["v"]}),
     )
     .await
     .seq

@@ -219,7 +219,7 @@ impl App {
                     self.notice = None;
                     if let Some(done) = entry.done {
                         if !self.outcome.is_pending() {
-                            self.outcome = Outcome::Done(done);
+                            self.outcome = Outcome::Done(Box::new(done));
                         }
                     }
                 }
@@ -401,7 +401,7 @@ impl App {
                     }
                 }
                 self.history.complete(done.clone());
-                self.outcome = Outcome::Done(done);
+                self.outcome = Outcome::Done(Box::new(done));
                 self.result_view = ResultView::Table;
                 self.advance_script();
             }

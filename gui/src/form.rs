@@ -5,12 +5,14 @@
 //! - `ops`: the ops, their fields and examples;
 //! - `fields`: each input's label and help, and its text → wire value;
 //! - `columns`: the columns editors of CREATE_TABLE and ADD_COLUMN;
-//! - `request`: the whole request, built or loaded back.
+//! - `request`: the whole request, built or loaded back;
+//! - `tx`: TRANSACTION's ops, each a form of its own.
 
 mod columns;
 mod fields;
 mod ops;
 mod request;
+mod tx;
 
 pub use columns::{
     columns_editor_json, columns_from_json, columns_to_json, ColType, ColumnRow, ColumnsEditor,
@@ -19,6 +21,7 @@ pub use columns::{
 pub use fields::{parse_json, parse_name_list, parse_order_by, wire_key, Field};
 pub use ops::OpKind;
 pub use request::BuildError;
+pub use tx::{TxMessage, TX_KINDS};
 
 use columns::rows_for_editor;
 use std::collections::BTreeMap;
@@ -37,6 +40,10 @@ pub struct Form {
     pub unique: bool,
     /// Per-field validation errors, shown beside the field.
     pub errors: BTreeMap<Field, String>,
+    /// TRANSACTION's ops, in order; each is a form of its own (its db and op id unused).
+    pub tx: Vec<Form>,
+    /// On an op inside a TRANSACTION: why the node's parser refuses it, shown under it.
+    pub op_error: Option<String>,
 }
 
 impl Default for Form {
@@ -50,6 +57,8 @@ impl Default for Form {
             new_columns: ColumnsEditor::new(vec![ColumnRow::new("", ColType::String)]),
             unique: false,
             errors: BTreeMap::new(),
+            tx: Vec::new(),
+            op_error: None,
         }
     }
 }
@@ -68,6 +77,8 @@ pub enum Message {
     RemoveColumn(usize),
     ColumnsMode(ColumnsMode),
     Unique(bool),
+    /// TRANSACTION's ops editor.
+    Tx(TxMessage),
 }
 
 impl Form {
@@ -118,6 +129,10 @@ impl Form {
         match message {
             Message::OpSelected(op) => {
                 self.op = op;
+                if op == OpKind::Transaction && self.tx.is_empty() {
+                    let first = self.new_tx_op();
+                    self.tx.push(first);
+                }
                 // Errors of fields the new op does not show would be confusing; the shown
                 // ones are re-checked against the new op's rules.
                 self.revalidate();
@@ -127,6 +142,7 @@ impl Form {
                 self.check(field);
             }
             Message::Unique(on) => self.unique = on,
+            Message::Tx(m) => self.update_tx(m),
             Message::ColumnsMode(mode) => {
                 if let Some(field) = self.op.columns_field() {
                     self.switch_columns_mode(field, mode);
@@ -257,7 +273,10 @@ impl Form {
     pub fn revalidate(&mut self) {
         self.errors.clear();
         for field in self.visible_fields() {
-            let filled = if field.is_columns() && self.editor(field).mode == ColumnsMode::Editor {
+            let filled = if field == Field::Ops {
+                // Like an empty field, an op not filled in yet is reported on Execute only.
+                false
+            } else if field.is_columns() && self.editor(field).mode == ColumnsMode::Editor {
                 self.editor(field).is_filled()
             } else {
                 !self.value(field).trim().is_empty()
@@ -271,3 +290,5 @@ impl Form {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tx_tests;

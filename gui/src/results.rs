@@ -92,9 +92,15 @@ impl Done {
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         match self.error() {
-            Some(e) => parts.push(e.code.to_string()),
+            Some(e) => parts.push(match e.op_index {
+                Some(i) => format!("{} at op {i}", e.code),
+                None => e.code.to_string(),
+            }),
             None => {
                 let r = self.reply().cloned().unwrap_or_default();
+                if let Some(results) = &r.results {
+                    parts.push(plural(results.len() as u64, "op"));
+                }
                 if let Some(rows) = &r.rows {
                     parts.push(plural(rows.len() as u64, "row"));
                     parts.extend(self.page_label());
@@ -149,9 +155,61 @@ impl Done {
         }
     }
 
-    /// Whether `affected` means something for this op (row writes, not DDL).
+    /// Whether `affected` means something for this op (row writes, not DDL; for a
+    /// TRANSACTION, the sum over its ops).
     pub fn counts_rows(&self) -> bool {
-        matches!(self.op, OpKind::Insert | OpKind::Update | OpKind::Delete)
+        matches!(
+            self.op,
+            OpKind::Insert | OpKind::Update | OpKind::Delete | OpKind::Transaction
+        )
+    }
+
+    /// A TRANSACTION's ops with what became of each: rows affected, or which one failed
+    /// (`error.op_index`) while the others were not applied. `None` for other ops, and
+    /// when no node answered (then nobody knows).
+    pub fn tx_lines(&self) -> Option<Vec<TxLine>> {
+        if self.op != OpKind::Transaction {
+            return None;
+        }
+        let reply = self.reply()?;
+        let ops = self.request.get("ops")?.as_array()?;
+        let error = self.error();
+        Some(
+            ops.iter()
+                .enumerate()
+                .map(|(i, op)| {
+                    let name = op.get("op").and_then(Json::as_str).unwrap_or("?");
+                    let kind = OpKind::from_name(name);
+                    let (outcome, failed) = match &error {
+                        Some(e) if e.op_index == Some(i) => (format!("failed: {}", e.code), true),
+                        Some(_) => ("not applied".to_owned(), false),
+                        None => {
+                            let affected = reply
+                                .results
+                                .as_ref()
+                                .and_then(|r| r.get(i))
+                                .map(|r| r.affected);
+                            let rows = matches!(
+                                kind,
+                                Some(OpKind::Insert | OpKind::Update | OpKind::Delete)
+                            );
+                            match affected {
+                                Some(n) if rows => {
+                                    (format!("{} affected", plural(n, "row")), false)
+                                }
+                                _ => ("ok".to_owned(), false),
+                            }
+                        }
+                    };
+                    TxLine {
+                        index: i,
+                        op: describe_op(op),
+                        outcome,
+                        failed,
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// The reply (or the transport error) as pretty JSON, for the raw view and the clipboard.
@@ -168,6 +226,27 @@ impl Done {
     /// Advice for errors a person can act on: where to send a refused write, and so on.
     pub fn hint(&self, nodes: &Nodes, prefix: &str) -> Option<String> {
         let e = self.error()?;
+        let advice = self.advice(&e, nodes, prefix);
+        // A TRANSACTION that failed in one op: say which, and that the others did not land.
+        let failed_op = e
+            .op_index
+            .filter(|_| self.op == OpKind::Transaction)
+            .map(|i| {
+                let op = self
+                    .request
+                    .get("ops")
+                    .and_then(|ops| ops.get(i))
+                    .map(describe_op)
+                    .unwrap_or_default();
+                format!("Op {i} ({op}) failed, so nothing of the transaction was applied.")
+            });
+        match (failed_op, advice) {
+            (Some(op), Some(advice)) => Some(format!("{op} {advice}")),
+            (op, advice) => op.or(advice),
+        }
+    }
+
+    fn advice(&self, e: &DdbError, nodes: &Nodes, prefix: &str) -> Option<String> {
         match e.code {
             ErrorCode::ReadOnly => {
                 let writers: Vec<String> = nodes
@@ -212,6 +291,9 @@ impl Done {
             ErrorCode::Timeout if self.request.get("min_seq").is_some() => Some(
                 "The node has not applied the log up to min_seq yet; is it lagging or broken?".into(),
             ),
+            ErrorCode::PreconditionFailed => Some(
+                "The op touched another number of rows than its expect: the rows changed since they were read? Read them again and retry.".into(),
+            ),
             _ => None,
         }
     }
@@ -222,13 +304,37 @@ impl Done {
     }
 }
 
+/// One op of a TRANSACTION in its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxLine {
+    pub index: usize,
+    /// `UPDATE users`, `CREATE_INDEX users.by_name`.
+    pub op: String,
+    /// `1 row affected`, `ok`, `failed: precondition_failed`, `not applied`.
+    pub outcome: String,
+    pub failed: bool,
+}
+
+/// An op of a TRANSACTION request, for people: its name and its table (and index).
+fn describe_op(op: &Json) -> String {
+    let name = op.get("op").and_then(Json::as_str).unwrap_or("?");
+    let table = op.get("table").and_then(Json::as_str);
+    let index = op.get("index").and_then(Json::as_str);
+    match (table, index) {
+        (Some(t), Some(i)) => format!("{name} {t}.{i}"),
+        (Some(t), None) => format!("{name} {t}"),
+        _ => name.to_owned(),
+    }
+}
+
 /// The results area.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Outcome {
     #[default]
     Idle,
     Pending(Pending),
-    Done(Done),
+    /// Boxed: a reply is much larger than the other variants.
+    Done(Box<Done>),
     /// The Verify button was pressed; the worker is asking the nodes.
     Verifying(VerifyPending),
     Verified(Verified),

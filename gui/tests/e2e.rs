@@ -260,3 +260,71 @@ async fn the_seed_workflow_through_the_gui_shows_a_search_table() {
     );
     assert!(gui.shows("2 of 3 alive"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_from_the_editor_applies_all_its_ops_or_none() {
+    use ddb_gui::form::TxMessage;
+    use serde_json::json;
+    let cluster = Cluster::start(0).await;
+    let mut gui = Gui::start(&cluster);
+    gui.pump_until("connected, the master heard", 30, |app| {
+        app.is_connected() && app.nodes.alive_count() == 1
+    })
+    .await;
+    let writer = Target::Writer;
+    cluster
+        .ok(&writer, json!({"op":"CREATE_DB","db":"bank"}))
+        .await;
+    cluster
+        .ok(
+            &writer,
+            json!({"op":"CREATE_TABLE","db":"bank","table":"acct","data":{"id":"int","bal":"int"},"primary_key":"id"}),
+        )
+        .await;
+    cluster
+        .ok(
+            &writer,
+            json!({"op":"INSERT","db":"bank","table":"acct","data":[{"id":1,"bal":100},{"id":2,"bal":100}]}),
+        )
+        .await;
+
+    // Two compare-and-set UPDATEs: move 50 from account 1 to account 2.
+    gui.edit(Field::Db, "bank");
+    gui.edit(Field::Table, "acct");
+    gui.op(OpKind::Transaction);
+    gui.send(Message::Form(FormMessage::Tx(TxMessage::Add)));
+    let legs = |from_old: i64, to_old: i64| {
+        [
+            (0, from_old - 50, format!(r#"{{"id":1,"bal":{from_old}}}"#)),
+            (1, to_old + 50, format!(r#"{{"id":2,"bal":{to_old}}}"#)),
+        ]
+    };
+    let set = |gui: &mut Gui, legs: [(usize, i64, String); 2]| {
+        for (i, bal, condition) in legs {
+            let inner = |m| Message::Form(FormMessage::Tx(TxMessage::op(i, m)));
+            gui.send(inner(FormMessage::OpSelected(OpKind::Update)));
+            gui.send(inner(FormMessage::Edited(
+                Field::Data,
+                format!(r#"{{"bal":{bal}}}"#),
+            )));
+            gui.send(inner(FormMessage::Edited(Field::Condition, condition)));
+            gui.send(inner(FormMessage::Edited(Field::Expect, "1".into())));
+        }
+    };
+    set(&mut gui, legs(100, 100));
+    let done = gui.execute().await;
+    assert!(done.starts_with("2 ops · 2 rows affected · seq "), "{done}");
+    assert!(gui.shows("1 row affected"));
+    let balances = |r: ddb::reply::Reply| serde_json::to_value(r.rows).unwrap();
+    let after = json!([{"id":1,"bal":50},{"id":2,"bal":150}]);
+    let search = json!({"op":"SEARCH","db":"bank","table":"acct","order_by":"id"});
+    assert_eq!(balances(cluster.ok(&writer, search.clone()).await), after);
+
+    // Account 1 read right, account 2 stale: op 1 fails, and op 0 is not applied either.
+    set(&mut gui, legs(50, 100));
+    assert_eq!(gui.execute().await, "precondition_failed at op 1 · master");
+    for label in ["failed: precondition_failed", "not applied"] {
+        assert!(gui.shows(label), "the result shows {label}");
+    }
+    assert_eq!(balances(cluster.ok(&writer, search).await), after);
+}

@@ -89,6 +89,9 @@ pub struct NodeArgs {
     /// Most rows one INSERT may carry.
     #[arg(long, env = "DDB_MAX_ROWS", default_value_t = 10_000)]
     pub max_rows_per_insert: usize,
+    /// Most ops one TRANSACTION may hold.
+    #[arg(long, env = "DDB_MAX_TX_OPS", default_value_t = 1_000)]
+    pub max_tx_ops: usize,
     /// Most waiting writes committed together (one transaction, one log entry).
     #[arg(long, env = "DDB_MAX_BATCH", default_value_t = 256)]
     pub max_batch: usize,
@@ -97,6 +100,13 @@ pub struct NodeArgs {
     /// the log is never cut short.
     #[arg(long, env = "DDB_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
     pub query_timeout_ms: u64,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; port 0 picks a
+    /// free one, shown in the heartbeat and `ddb status`).
+    #[arg(long, env = "DDB_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Log lines as plain text or as JSON objects (one per line, for log shippers).
+    #[arg(long, env = "DDB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// CPU priority (Unix nice value) this node lowers itself to at start; 0 leaves it as
     /// started. Slaves default to 10: applying the log is background work, and on a host shared
     /// with the master or nats-server it should leave the CPU to the write path.
@@ -135,9 +145,11 @@ impl NodeArgs {
         cfg.stream.max_bytes = self.log_max_bytes;
         cfg.limits.max_request_bytes = self.max_request_bytes;
         cfg.limits.max_rows_per_insert = self.max_rows_per_insert;
+        cfg.limits.max_tx_ops = self.max_tx_ops.max(1);
         cfg.max_batch = self.max_batch;
         cfg.query_timeout =
             (self.query_timeout_ms > 0).then(|| Duration::from_millis(self.query_timeout_ms));
+        cfg.metrics_addr = self.metrics_addr.filter(|a| !a.is_empty());
         cfg
     }
 }
@@ -161,14 +173,33 @@ fn lower_priority_to(nice: i32) {
     tracing::warn!(nice, "--nice is not supported on this platform; ignored");
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What is logged unless `RUST_LOG` says otherwise: ddb at `info`, the libraries' connection
+/// chatter (tiberius, async-nats) only when it is a warning.
+pub const DEFAULT_LOG_FILTER: &str = "info,tiberius=warn,async_nats=warn";
+
+/// Logs text lines to stderr; `RUST_LOG` overrides [`DEFAULT_LOG_FILTER`].
 pub fn init_tracing() {
+    init_tracing_as(LogFormat::Text);
+}
+
+/// Logs to stderr in `format`.
+pub fn init_tracing_as(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -72,7 +72,24 @@ impl NatsOptions {
                 Duration::from_millis((100 * attempts as u64).min(2_000))
             })
             .event_callback(|event| async move {
-                tracing::info!(%event, "nats connection event");
+                let kind = match &event {
+                    async_nats::Event::Connected => "connected",
+                    async_nats::Event::Disconnected => "disconnected",
+                    async_nats::Event::LameDuckMode => "lame_duck",
+                    async_nats::Event::SlowConsumer(_) => "slow_consumer",
+                    async_nats::Event::ServerError(_) => "server_error",
+                    async_nats::Event::ClientError(_) => "client_error",
+                    _ => "other",
+                };
+                metrics::counter!(crate::node::metrics::NATS_EVENTS, "event" => kind).increment(1);
+                // Losing the server matters; the rest is the client library's chatter.
+                match event {
+                    async_nats::Event::Disconnected | async_nats::Event::ServerError(_) => {
+                        tracing::warn!(%event, "nats connection event")
+                    }
+                    async_nats::Event::Connected => tracing::info!(%event, "nats connection event"),
+                    _ => tracing::debug!(%event, "nats connection event"),
+                }
             });
         async_nats::connect_with_options(addrs, opts)
             .await

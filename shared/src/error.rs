@@ -23,10 +23,11 @@ pub enum ErrorCode {
     Internal,
     IndexExists,
     IndexNotFound,
+    PreconditionFailed,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::TypeMismatch,
@@ -44,6 +45,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::IndexExists,
         ErrorCode::IndexNotFound,
+        ErrorCode::PreconditionFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +67,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::IndexExists => "index_exists",
             ErrorCode::IndexNotFound => "index_not_found",
+            ErrorCode::PreconditionFailed => "precondition_failed",
         }
     }
 }
@@ -81,6 +84,9 @@ impl std::fmt::Display for ErrorCode {
 pub struct DdbError {
     pub code: ErrorCode,
     pub message: String,
+    /// Inside a TRANSACTION: the 0-based index of the op that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_index: Option<usize>,
 }
 
 impl DdbError {
@@ -88,6 +94,16 @@ impl DdbError {
         DdbError {
             code,
             message: message.into(),
+            op_index: None,
+        }
+    }
+
+    /// This error as the failure of op `index` (named `op`) of a TRANSACTION.
+    pub fn at_op(self, index: usize, op: &str) -> Self {
+        DdbError {
+            code: self.code,
+            message: format!("op {index} ({op}): {}", self.message),
+            op_index: Some(index),
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {

@@ -48,4 +48,7 @@ pub struct Heartbeat {
     pub interval_ms: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub broken: Vec<BrokenDb>,
+    /// Where this node serves Prometheus metrics (`--metrics-addr`), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }

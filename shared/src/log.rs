@@ -70,6 +70,7 @@ impl LogEntry {
         let limits = Limits {
             max_request_bytes: usize::MAX,
             max_rows_per_insert: usize::MAX,
+            max_tx_ops: usize::MAX,
         };
         let mut ops = Vec::with_capacity(entry.ops.len());
         for raw in entry.ops {

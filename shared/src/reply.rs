@@ -26,6 +26,9 @@ pub struct Reply {
     pub rows: Option<Vec<Map<String, Json>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<TableChecksum>>,
+    /// TRANSACTION: rows affected by each op, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<OpResult>>,
     /// SEARCH paging: the cursor for the next page (send it back as `after`); absent at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
@@ -40,6 +43,15 @@ pub struct Reply {
 pub struct ReplyError {
     pub code: ErrorCode,
     pub message: String,
+    /// Inside a TRANSACTION: the 0-based index of the op that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_index: Option<usize>,
+}
+
+/// One op's outcome inside a TRANSACTION reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpResult {
+    pub affected: u64,
 }
 
 impl Reply {
@@ -58,6 +70,7 @@ impl Reply {
             error: Some(ReplyError {
                 code: err.code,
                 message: err.message.clone(),
+                op_index: err.op_index,
             }),
             ..Reply::default()
         }
@@ -75,9 +88,11 @@ impl Reply {
 
     /// The error as a `DdbError`, when this reply is one.
     pub fn as_error(&self) -> Option<DdbError> {
-        self.error
-            .as_ref()
-            .map(|e| DdbError::new(e.code, e.message.clone()))
+        self.error.as_ref().map(|e| DdbError {
+            code: e.code,
+            message: e.message.clone(),
+            op_index: e.op_index,
+        })
     }
 }
 

@@ -327,6 +327,7 @@ mod tests {
             version: "0".into(),
             interval_ms: 1000,
             broken: vec![],
+            metrics: None,
         }
     }
 

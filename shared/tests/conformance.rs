@@ -13,6 +13,8 @@ use std::time::Duration;
 mod paging;
 #[path = "conformance/schema_ops.rs"]
 mod schema_ops;
+#[path = "conformance/transactions.rs"]
+mod tx;
 
 /// Every await below is bounded: a hung store fails the test instead of hanging CI.
 async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -42,7 +44,7 @@ impl Harness {
             panic!("not a write: {req}")
         };
         let mut txn = bounded(self.store.begin(op.db(), None)).await?;
-        match bounded(txn.execute_one(op)).await {
+        match bounded(txn.execute_one(op)).await.map(|a| a.affected) {
             Ok(n) => {
                 let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 bounded(txn.commit(seq)).await?;
@@ -142,6 +144,7 @@ async fn run_suite(store: Arc<dyn Store>, prefix: &str) {
     applied_seqs(&h).await;
     schema_ops::schema_ops(&h).await;
     paging::paging(&h).await;
+    tx::transactions_and_expectations(&h).await;
     h.cleanup().await;
 }
 
@@ -510,7 +513,8 @@ async fn transactions(h: &Harness) {
             json!({"op":"INSERT","db":"txn","table":"t","data":[{"id":1},{"id":2}]})
         )))
         .await
-        .unwrap(),
+        .unwrap()
+        .affected,
         2
     );
     let err = bounded(txn.execute_one(parse(
@@ -524,7 +528,8 @@ async fn transactions(h: &Harness) {
             json!({"op":"INSERT","db":"txn","table":"t","data":{"id":4}})
         )))
         .await
-        .unwrap(),
+        .unwrap()
+        .affected,
         1
     );
     bounded(txn.commit(1_000)).await.unwrap();

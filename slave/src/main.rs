@@ -1,7 +1,7 @@
 //! `ddb-slave`: a replica that applies the log, serves reads, and takes writes in failover.
 
 use clap::Parser;
-use ddb::cli::{init_tracing, shutdown_signal, NodeArgs};
+use ddb::cli::{init_tracing_as, shutdown_signal, NodeArgs};
 use ddb::node::{run, Role};
 
 // Nodes allocate many short-lived buffers per op (JSON, SQL, replies); mimalloc measurably
@@ -26,8 +26,8 @@ struct Args {
 // small machine hand-overs between threads cost more than they give (README "Performance").
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
     let args = Args::parse();
+    init_tracing_as(args.node.log_format);
     args.node.set_cpu_priority(Role::Slave);
     let config = args.node.into_config(&args.name);
     run(Role::Slave, config, shutdown_signal()).await?;

@@ -179,6 +179,111 @@ async def scenario(nc):
     after = await req(nc, "ddb.node.master", {"op": "CHECKSUM", "db": "mydb"})
     check(before["tables"] == after["tables"], "hostile messages changed nothing")
 
+    await schema_ops(nc)
+    await paging(nc)
+
+
+def error_code(r):
+    return None if r.get("ok") else r.get("error", {}).get("code")
+
+
+async def schema_ops(nc):
+    """CREATE_INDEX, DROP_INDEX, ADD_COLUMN and DROP_TABLE through the intake, replicated."""
+    r = await req(nc, "ddb.ops", {"op": "CREATE_DB", "db": "shop"})
+    check(r["ok"], f"CREATE_DB shop {r}")
+    r = await req(nc, "ddb.ops", {"op": "CREATE_TABLE", "db": "shop", "table": "items",
+                                  "data": {"id": "int", "name": "string"}, "primary_key": "id"})
+    check(r["ok"], f"CREATE_TABLE items {r}")
+    r = await req(nc, "ddb.ops", {"op": "INSERT", "db": "shop", "table": "items",
+                                  "data": [{"id": i, "name": f"item{i}"} for i in range(1, 6)]})
+    check(r["ok"] and r["affected"] == 5, f"INSERT items {r}")
+    r = await req(nc, "ddb.ops", {"op": "CREATE_INDEX", "db": "shop", "table": "items",
+                                  "index": "by_name", "columns": ["name"], "unique": True})
+    check(r["ok"] and r["node"] == "master" and r["affected"] == 0 and r["seq"] >= 1, f"CREATE_INDEX {r}")
+    r = await req(nc, "ddb.ops", {"op": "CREATE_INDEX", "db": "shop", "table": "items",
+                                  "index": "by_name", "columns": ["id"]})
+    check(error_code(r) == "index_exists", f"CREATE_INDEX twice: expected index_exists, got {r}")
+    r = await req(nc, "ddb.ops", {"op": "INSERT", "db": "shop", "table": "items",
+                                  "data": {"id": 6, "name": "item1"}})
+    check(error_code(r) == "constraint", f"a repeat of a unique index's value: expected constraint, got {r}")
+    r = await req(nc, "ddb.ops", {"op": "ADD_COLUMN", "db": "shop", "table": "items",
+                                  "data": {"price": "float", "note": {"type": "string"}}})
+    check(r["ok"] and r["affected"] == 0, f"ADD_COLUMN {r}")
+    r = await req(nc, "ddb.ops", {"op": "ADD_COLUMN", "db": "shop", "table": "items",
+                                  "data": {"price": "float"}})
+    check(error_code(r) == "bad_request" and "already exists" in r["error"]["message"],
+          f"ADD_COLUMN of an existing column: expected bad_request, got {r}")
+    r = await req(nc, "ddb.ops", {"op": "ADD_COLUMN", "db": "shop", "table": "items",
+                                  "data": {"qty": {"type": "int", "not_null": True}}})
+    check(error_code(r) == "bad_request", f"ADD_COLUMN not_null: expected bad_request, got {r}")
+    r = await req(nc, "ddb.ops", {"op": "INSERT", "db": "shop", "table": "items",
+                                  "data": {"id": 7, "name": "item7", "price": 2.5}})
+    check(r["ok"], f"INSERT with the new column {r}")
+    r = await req(nc, "ddb.ops", {"op": "DROP_INDEX", "db": "shop", "table": "items", "index": "by_name"})
+    check(r["ok"] and r["affected"] == 0, f"DROP_INDEX {r}")
+    r = await req(nc, "ddb.ops", {"op": "DROP_INDEX", "db": "shop", "table": "items", "index": "by_name"})
+    check(error_code(r) == "index_not_found", f"DROP_INDEX twice: expected index_not_found, got {r}")
+    r = await req(nc, "ddb.ops", {"op": "CREATE_TABLE", "db": "shop", "table": "scratch", "data": {"k": "string"}})
+    check(r["ok"], f"CREATE_TABLE scratch {r}")
+    r = await req(nc, "ddb.ops", {"op": "DROP_TABLE", "db": "shop", "table": "scratch"})
+    check(r["ok"] and r["affected"] == 0, f"DROP_TABLE {r}")
+    seq = r["seq"]
+    r = await req(nc, "ddb.ops", {"op": "DROP_TABLE", "db": "shop", "table": "scratch"})
+    check(error_code(r) == "table_not_found", f"DROP_TABLE twice: expected table_not_found, got {r}")
+    r = await req(nc, "ddb.node.slave1", {"op": "DROP_TABLE", "db": "shop", "table": "items"})
+    check(error_code(r) == "read_only", f"DROP_TABLE on the slave: expected read_only, got {r}")
+    # The slave has it all: the new columns (NULL in old rows), no scratch table, same checksums.
+    r = await req(nc, "ddb.node.slave1", {"op": "SEARCH", "db": "shop", "table": "items",
+                                          "condition": {"id": {"$in": [1, 7]}}, "min_seq": seq})
+    check(r.get("rows") == [{"id": 1, "name": "item1", "price": None, "note": None},
+                            {"id": 7, "name": "item7", "price": 2.5, "note": None}], f"new columns on slave1 {r}")
+    r = await req(nc, "ddb.node.slave1", {"op": "SEARCH", "db": "shop", "table": "scratch", "min_seq": seq})
+    check(error_code(r) == "table_not_found", f"dropped table on slave1: expected table_not_found, got {r}")
+    sums = [await req(nc, f"ddb.node.{n}", {"op": "CHECKSUM", "db": "shop", "min_seq": seq})
+            for n in ("master", "slave1")]
+    check(sums[0].get("tables") and sums[0]["tables"] == sums[1].get("tables")
+          and [t["table"] for t in sums[0]["tables"]] == ["items"], f"CHECKSUM after schema ops {sums}")
+
+
+async def paging(nc):
+    """One SEARCH paged with limit + after, each reply's next, on the slave."""
+    r = await req(nc, "ddb.ops", {"op": "CREATE_TABLE", "db": "shop", "table": "log",
+                                  "data": {"id": "int", "msg": "string"}, "primary_key": "id"})
+    check(r["ok"], f"CREATE_TABLE log {r}")
+    r = await req(nc, "ddb.ops", {"op": "INSERT", "db": "shop", "table": "log",
+                                  "data": [{"id": i, "msg": f"m{i}"} for i in range(25)]})
+    check(r["ok"] and r["affected"] == 25, f"INSERT log {r}")
+    seq = r["seq"]
+    search = {"op": "SEARCH", "db": "shop", "table": "log", "order_by": "-id", "columns": ["id"], "limit": 10}
+    ids, pages, after = [], [], None
+    while True:
+        op = dict(search, min_seq=seq)
+        if after is not None:
+            op["after"] = after
+        r = await req(nc, "ddb.node.slave1", op)
+        if not r.get("ok"):
+            check(False, f"page {len(pages)}: {r}")
+            break
+        pages.append(len(r["rows"]))
+        ids += [row["id"] for row in r["rows"]]
+        after = r.get("next")
+        check(after is None or isinstance(after, str), f"next is a string: {r}")
+        if after is None or len(pages) > 10:
+            break
+    check(pages == [10, 10, 5] and ids == list(range(24, -1, -1)),
+          f"paging limit 10 + after: pages {pages}, ids {ids}")
+    first = await req(nc, "ddb.node.master", search)
+    check(first.get("next") and len(first["rows"]) == 10, f"first page on the master {first}")
+    # A cursor belongs to its SEARCH; garbage is no cursor.
+    r = await req(nc, "ddb.node.master", dict(search, order_by="id", after=first["next"]))
+    check(error_code(r) == "bad_request", f"a cursor of another SEARCH: expected bad_request, got {r}")
+    for bad in ("garbage", "", 5):
+        r = await req(nc, "ddb.node.master", dict(search, after=bad))
+        check(error_code(r) == "bad_request", f"after {bad!r}: expected bad_request, got {r}")
+    r = await req(nc, "ddb.node.master", dict(search, after=first["next"]))
+    check(r.get("ok") and [row["id"] for row in r["rows"]] == list(range(14, 4, -1)),
+          f"second page on the master from the master's cursor {r}")
+
 
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 //! `update()` for every message, and the widgets through `iced_test`'s simulator: the
-//! shared helpers here, the tests in `update`, `simulator` and (issue 11's schema ops and
-//! SEARCH paging) `schema`.
+//! shared helpers here, the tests in `update`, `simulator`, (issue 11's schema ops and
+//! SEARCH paging) `schema` and (issue 17's TRANSACTION and expect) `tx`.
 
 use super::*;
 use crate::connection::{Command, Commands, Event, Link, Request, Settings, VerifyJob};
@@ -136,4 +136,5 @@ fn shows(app: &App, label: &str) -> bool {
 
 mod schema;
 mod simulator;
+mod tx;
 mod update;

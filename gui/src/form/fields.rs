@@ -28,6 +28,11 @@ pub enum Field {
     Unique,
     Data,
     Condition,
+    /// UPDATE's and DELETE's `expect`: the number of rows the op must touch, sent as
+    /// `{"affected":N}`.
+    Expect,
+    /// TRANSACTION's ops: an editor of inner ops, kept in [`Form::tx`].
+    Ops,
     SearchColumns,
     OrderBy,
     Limit,
@@ -38,7 +43,7 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 16] = [
+    pub const ALL: [Field; 18] = [
         Field::Db,
         Field::Table,
         Field::Columns,
@@ -49,6 +54,8 @@ impl Field {
         Field::Unique,
         Field::Data,
         Field::Condition,
+        Field::Expect,
+        Field::Ops,
         Field::SearchColumns,
         Field::OrderBy,
         Field::Limit,
@@ -69,6 +76,8 @@ impl Field {
             Field::Unique => "Unique",
             Field::Data => "Data",
             Field::Condition => "Condition",
+            Field::Expect => "Expect affected",
+            Field::Ops => "Ops",
             Field::SearchColumns => "Return columns",
             Field::OrderBy => "Order by",
             Field::Limit => "Limit",
@@ -91,6 +100,8 @@ impl Field {
             Field::Unique => "off: values may repeat",
             Field::Data => r#"{"id":1,"name":"Alice"}"#,
             Field::Condition => r#"{"id":1}"#,
+            Field::Expect => "1   (empty: any number of rows)",
+            Field::Ops => "no op yet: + op adds one",
             Field::SearchColumns => "id, name   (empty: every column)",
             Field::OrderBy => "-age, name   (- for descending)",
             Field::Limit => "10",
@@ -123,6 +134,8 @@ impl Field {
             Field::Unique => "A unique index refuses two rows with the same values in its columns;\ncreating it fails (constraint) when existing rows already repeat them.\nExample: on, for an index on email",
             Field::Data => "INSERT: a row object or a list of them; UPDATE: the columns to set.\nExample: {\"id\":1,\"name\":\"Alice\"}\nMany rows: [{\"id\":2,\"name\":\"Bob\"},{\"id\":3,\"name\":\"Eve\"}]",
             Field::Condition => "Which rows: equality on every key, or operators\n$eq $ne $gt $gte $lt $lte $in $like $null.\nExample: {\"id\":1}  or  {\"age\":{\"$gt\":30}}\n{} is every row (UPDATE and DELETE need it written out).",
+            Field::Expect => "Conditional write: the op must touch exactly this many rows, else it fails\nwith precondition_failed and changes nothing (inside a TRANSACTION: nothing\nof the whole transaction). Compare-and-set: the old values in the condition,\nand expect 1. Empty: any number of rows.\nExample: 1  (sent as \"expect\":{\"affected\":1})",
+            Field::Ops => "The writes of the transaction, run in this order on the form's database,\nall or none: INSERT, UPDATE, DELETE and the schema ops. ↑ ↓ reorder, ✕ removes.\nWhen one fails, nothing is applied and the reply names it (op_index, from 0).\nExample: UPDATE acct set bal 50 where id 1, then UPDATE acct set bal 150 where id 2",
             Field::SearchColumns => "Columns to return, in this order; empty returns every column.\nExample: id, name",
             Field::OrderBy => "Sort by these columns; prefix - for descending.\nExample: -age, name",
             Field::Limit => "Return at most this many rows; when more follow, the reply carries a\ncursor (next) and the result offers Next page.\nExample: 10",
@@ -163,6 +176,8 @@ pub fn wire_key(field: Field) -> &'static str {
         Field::IndexColumns | Field::SearchColumns => "columns",
         Field::Unique => "unique",
         Field::Condition => "condition",
+        Field::Expect => "expect",
+        Field::Ops => "ops",
         Field::OrderBy => "order_by",
         Field::Limit => "limit",
         Field::After => "after",
@@ -178,6 +193,9 @@ impl Form {
         if field == Field::Unique {
             // Sent even when off, so that the request says which kind of index it makes.
             return Ok(Some(Json::Bool(self.unique)));
+        }
+        if field == Field::Ops {
+            return self.ops_json().map(Some);
         }
         if field.is_columns() && self.editor(field).mode == ColumnsMode::Editor {
             let rows = &self.editor(field).rows;
@@ -257,6 +275,11 @@ impl Form {
                 )))
             }
             Field::Unique => Ok(Some(Json::Bool(self.unique))),
+            Field::Ops => self.ops_json().map(Some),
+            Field::Expect => raw
+                .parse::<u64>()
+                .map(|n| Some(serde_json::json!({ "affected": n })))
+                .map_err(|_| "expected the number of rows the op must touch, e.g. 1".to_owned()),
             Field::Data => {
                 let json = parse_json(raw)?;
                 match (&json, op) {

@@ -20,11 +20,14 @@ pub enum OpKind {
     DropTable,
     DropDb,
     Checksum,
+    /// Writes of one database applied together, all or none.
+    Transaction,
 }
 
 impl OpKind {
-    /// In picker order: the everyday ops first, then schema changes, the drops, CHECKSUM.
-    pub const ALL: [OpKind; 12] = [
+    /// In picker order: the everyday ops first, then schema changes, the drops, CHECKSUM, and
+    /// TRANSACTION, which runs several of the writes together.
+    pub const ALL: [OpKind; 13] = [
         OpKind::CreateDb,
         OpKind::CreateTable,
         OpKind::Insert,
@@ -37,6 +40,7 @@ impl OpKind {
         OpKind::DropTable,
         OpKind::DropDb,
         OpKind::Checksum,
+        OpKind::Transaction,
     ];
 
     /// The wire name (`"op"` field).
@@ -54,6 +58,7 @@ impl OpKind {
             OpKind::DropTable => "DROP_TABLE",
             OpKind::DropDb => "DROP_DB",
             OpKind::Checksum => "CHECKSUM",
+            OpKind::Transaction => "TRANSACTION",
         }
     }
 
@@ -91,6 +96,9 @@ impl OpKind {
             OpKind::DropTable => "Drop a table with its rows and its indexes.",
             OpKind::DropDb => "Drop a database and everything in it.",
             OpKind::Checksum => "Per-table checksums and row counts, to compare nodes.",
+            OpKind::Transaction => {
+                "Several writes of one database, in order, all or none: if one fails, none is applied."
+            }
         }
     }
 
@@ -123,6 +131,9 @@ impl OpKind {
             OpKind::DropTable => r#"{"op":"DROP_TABLE","db":"mydb","table":"users"}"#,
             OpKind::DropDb => r#"{"op":"DROP_DB","db":"mydb"}"#,
             OpKind::Checksum => r#"{"op":"CHECKSUM","db":"mydb"}"#,
+            OpKind::Transaction => {
+                r#"{"op":"TRANSACTION","db":"mydb","ops":[{"op":"INSERT","table":"users","data":{"id":2,"name":"Bob"}},{"op":"UPDATE","table":"users","data":{"name":"Alicia"},"condition":{"id":1,"name":"Alice"},"expect":{"affected":1}}],"op_id":"add-bob-rename-alice"}"#
+            }
         }
     }
 
@@ -133,8 +144,8 @@ impl OpKind {
             OpKind::CreateDb | OpKind::DropDb => &[Db, OpId],
             OpKind::CreateTable => &[Db, Table, Columns, PrimaryKey, OpId],
             OpKind::Insert => &[Db, Table, Data, OpId],
-            OpKind::Update => &[Db, Table, Data, Condition, OpId],
-            OpKind::Delete => &[Db, Table, Condition, OpId],
+            OpKind::Update => &[Db, Table, Data, Condition, Expect, OpId],
+            OpKind::Delete => &[Db, Table, Condition, Expect, OpId],
             OpKind::Search => &[
                 Db,
                 Table,
@@ -150,6 +161,7 @@ impl OpKind {
             OpKind::DropIndex => &[Db, Table, Index, OpId],
             OpKind::DropTable => &[Db, Table, OpId],
             OpKind::Checksum => &[Db, Table, MinSeq],
+            OpKind::Transaction => &[Db, Ops, OpId],
         }
     }
 
@@ -157,13 +169,14 @@ impl OpKind {
     pub fn requires(self, field: Field) -> bool {
         match field {
             Field::Db => true,
-            Field::Table => self != OpKind::Checksum,
+            Field::Table => !matches!(self, OpKind::Checksum | OpKind::Transaction),
             Field::Columns => self == OpKind::CreateTable,
             Field::NewColumns => self == OpKind::AddColumn,
             Field::Data => matches!(self, OpKind::Insert | OpKind::Update),
             Field::Condition => matches!(self, OpKind::Update | OpKind::Delete),
             Field::Index => matches!(self, OpKind::CreateIndex | OpKind::DropIndex),
             Field::IndexColumns => self == OpKind::CreateIndex,
+            Field::Ops => self == OpKind::Transaction,
             Field::PrimaryKey
             | Field::SearchColumns
             | Field::OrderBy
@@ -171,6 +184,7 @@ impl OpKind {
             | Field::After
             | Field::MinSeq
             | Field::Unique
+            | Field::Expect
             | Field::OpId => false,
         }
     }

@@ -3,6 +3,7 @@
 
 use super::columns::{columns_to_json, rows_for_editor, ColumnsEditor};
 use super::fields::{names_json, parse_name_list, wire_key};
+use super::tx::ops_from_json;
 use super::{ColumnsMode, Field, Form, OpKind};
 use ddb::op::{parse_request_json, Limits};
 use serde_json::{Map, Value as Json};
@@ -37,13 +38,32 @@ impl Form {
     /// Builds the request JSON for the current op, or records why not: per-field errors go
     /// beside their field, and a request the node's own parser refuses is reported whole.
     pub fn build_request(&mut self) -> Result<Json, BuildError> {
+        let map = self.collect_fields(self.op.fields());
+        if !self.errors.is_empty() {
+            return Err(BuildError::Fields(self.errors.clone()));
+        }
+        let json = Json::Object(map);
+        parse_request_json(json.clone(), &Limits::default()).map_err(|e| {
+            let message = format!("{}: {}", e.code, e.message);
+            // A TRANSACTION refused for one of its ops: the op says so too.
+            self.blame_op(e.op_index, &message);
+            BuildError::Request(message)
+        })?;
+        Ok(json)
+    }
+
+    /// `{"op":..}` and the wire values of `fields`; their errors replace the form's.
+    pub(super) fn collect_fields(&mut self, fields: &[Field]) -> Map<String, Json> {
         let mut map = Map::new();
         map.insert("op".into(), Json::String(self.op.name().into()));
         self.errors.clear();
-        for &field in self.op.fields() {
+        for &field in fields {
             let value = if field == Field::PrimaryKey && self.columns.mode == ColumnsMode::Editor {
                 let (_, pk) = columns_to_json(&self.columns.rows);
                 Ok((!pk.is_empty()).then(|| names_json(pk)))
+            } else if field == Field::Ops {
+                // Each op's own errors go beside its own fields.
+                self.build_ops().map(Some)
             } else {
                 self.field_json(field)
             };
@@ -57,13 +77,7 @@ impl Form {
                 }
             }
         }
-        if !self.errors.is_empty() {
-            return Err(BuildError::Fields(self.errors.clone()));
-        }
-        let json = Json::Object(map);
-        parse_request_json(json.clone(), &Limits::default())
-            .map_err(|e| BuildError::Request(format!("{}: {}", e.code, e.message)))?;
-        Ok(json)
+        map
     }
 
     /// The request as it would be sent now, for the preview; `None` while a field is wrong.
@@ -87,6 +101,7 @@ impl Form {
             op,
             ..Form::default()
         };
+        let mut ops = None;
         for (key, value) in map {
             if key == "op" {
                 continue;
@@ -107,6 +122,22 @@ impl Form {
                 }
                 (Field::Unique, Json::Null) => continue,
                 (Field::Unique, _) => return Err("unique must be true or false".into()),
+                (Field::Ops, v) => {
+                    // Read once the transaction's db is known, wherever it comes.
+                    ops = Some(v);
+                    continue;
+                }
+                (Field::Expect, Json::Object(m))
+                    if m.len() == 1 && m.get("affected").is_some_and(Json::is_u64) =>
+                {
+                    m["affected"].to_string()
+                }
+                (Field::Expect, _) => {
+                    return Err(
+                        "expect must be {\"affected\":N}, N the number of rows the op must touch"
+                            .into(),
+                    )
+                }
                 (
                     Field::PrimaryKey | Field::SearchColumns | Field::OrderBy | Field::IndexColumns,
                     Json::Array(items),
@@ -123,6 +154,9 @@ impl Form {
                 (_, v) => v.to_string(),
             };
             form.set(field, text);
+        }
+        if let Some(ops) = ops {
+            form.tx = ops_from_json(ops, form.value(Field::Db).trim())?;
         }
         if let Some(field) = op.columns_field() {
             // The editor when the JSON fits it, the JSON as typed when it does not.
@@ -147,6 +181,14 @@ impl Form {
     /// A short description for the history: `INSERT mydb.users`.
     pub fn title(&self) -> String {
         let db = self.value(Field::Db).trim();
+        if self.op == OpKind::Transaction {
+            let n = self.tx.len();
+            let ops = format!("{n} op{}", if n == 1 { "" } else { "s" });
+            return match db.is_empty() {
+                true => format!("TRANSACTION · {ops}"),
+                false => format!("TRANSACTION {db} · {ops}"),
+            };
+        }
         let table = self.value(Field::Table).trim();
         match (
             db.is_empty(),

@@ -1,15 +1,39 @@
 //! The request panel: target, operation, the op's fields, the request preview, Execute.
 
-use super::{ids, style};
+use super::{ids, style, tx};
 use crate::app::{App, Message};
-use crate::form::{ColType, ColumnsMode, Field, Form, Message as FormMessage, OpKind};
+use crate::form::{ColType, ColumnsMode, Field, Form, Message as FormMessage, OpKind, TxMessage};
 use crate::results::Outcome;
 use iced::widget::{
-    button, checkbox, column, container, pick_list, row, space, text, text_input, tooltip,
+    button, checkbox, column, container, pick_list, row, space, text, text_input, tooltip, Id,
 };
 use iced::{Center, Element, Fill, Font};
 
-const LABEL_WIDTH: u32 = 140;
+pub(super) const LABEL_WIDTH: u32 = 140;
+
+/// Whose fields a widget edits: the form's, or those of op `i` of its TRANSACTION.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    Form,
+    Op(usize),
+}
+
+impl Scope {
+    /// `message` addressed to this scope's fields.
+    pub(super) fn msg(self, message: FormMessage) -> Message {
+        match self {
+            Scope::Form => Message::Form(message),
+            Scope::Op(i) => Message::Form(FormMessage::Tx(TxMessage::op(i, message))),
+        }
+    }
+
+    fn id(self, field: Field) -> Id {
+        match self {
+            Scope::Form => ids::field(field),
+            Scope::Op(i) => ids::op_field(i, field),
+        }
+    }
+}
 const SPINNER: [&str; 8] = ["◐", "◓", "◑", "◒", "◐", "◓", "◑", "◒"];
 
 pub fn view(app: &App) -> Element<'_, Message> {
@@ -54,7 +78,7 @@ pub fn view(app: &App) -> Element<'_, Message> {
 
     let mut fields = column![target, operation].spacing(10);
     for field in form.visible_fields() {
-        fields = fields.push(field_row(app, field));
+        fields = fields.push(field_row(app, form, field, Scope::Form));
     }
 
     let preview: Element<'_, Message> = match form.preview() {
@@ -105,7 +129,7 @@ pub fn view(app: &App) -> Element<'_, Message> {
 }
 
 /// A label with its help on hover, then the input, then the error under it.
-fn labelled<'a>(
+pub(super) fn labelled<'a>(
     label: &'static str,
     help: String,
     input: Element<'a, Message>,
@@ -125,10 +149,23 @@ fn labelled<'a>(
     row![label, right].spacing(8).into()
 }
 
-fn field_row<'a>(app: &'a App, field: Field) -> Element<'a, Message> {
-    let form = &app.form;
+/// One field of `form` (the app's form, or an op of its TRANSACTION).
+pub(super) fn field_row<'a>(
+    app: &'a App,
+    form: &'a Form,
+    field: Field,
+    scope: Scope,
+) -> Element<'a, Message> {
     if field.is_columns() {
-        return columns_row(form, field);
+        return columns_row(form, field, scope);
+    }
+    if field == Field::Ops {
+        return labelled(
+            field.label(),
+            field.help().to_owned(),
+            tx::editor(app, form),
+            form.error(field),
+        );
     }
     if field == Field::Unique {
         return labelled(
@@ -137,14 +174,14 @@ fn field_row<'a>(app: &'a App, field: Field) -> Element<'a, Message> {
             checkbox(form.unique)
                 .label("refuse rows that repeat the values of these columns")
                 .text_size(13)
-                .on_toggle(|on| Message::Form(FormMessage::Unique(on)))
+                .on_toggle(move |on| scope.msg(FormMessage::Unique(on)))
                 .into(),
             form.error(field),
         );
     }
     let mut input = text_input(field.placeholder_for(form.op), form.value(field))
-        .id(ids::field(field))
-        .on_input(move |v| Message::Form(FormMessage::Edited(field, v)))
+        .id(scope.id(field))
+        .on_input(move |v| scope.msg(FormMessage::Edited(field, v)))
         .on_submit(Message::Execute)
         .size(14)
         .padding(7)
@@ -153,7 +190,7 @@ fn field_row<'a>(app: &'a App, field: Field) -> Element<'a, Message> {
         input = input.font(Font::MONOSPACE);
     }
     let mut widget = row![input].spacing(8).align_y(Center);
-    if field == Field::MinSeq {
+    if field == Field::MinSeq && scope == Scope::Form {
         if let Some(seq) = app.last_write_seq {
             widget = widget.push(style::with_help(
                 button(text(format!("last write ({seq})")).size(13))
@@ -175,13 +212,13 @@ fn field_row<'a>(app: &'a App, field: Field) -> Element<'a, Message> {
 
 /// An op's columns: an editor or JSON. CREATE_TABLE's rows have key and not null;
 /// ADD_COLUMN's do not, its new columns being nullable and outside the key.
-fn columns_row(form: &Form, field: Field) -> Element<'_, Message> {
+fn columns_row(form: &Form, field: Field, scope: Scope) -> Element<'_, Message> {
     let editor = form.editor(field);
     let table_columns = field == Field::Columns;
     let mode_button = |label: &'static str, mode: ColumnsMode| {
         button(text(label).size(12))
             .padding([3, 10])
-            .on_press(Message::Form(FormMessage::ColumnsMode(mode)))
+            .on_press(scope.msg(FormMessage::ColumnsMode(mode)))
             .style(if editor.mode == mode {
                 button::primary
             } else {
@@ -195,8 +232,8 @@ fn columns_row(form: &Form, field: Field) -> Element<'_, Message> {
     .spacing(4);
     let body: Element<'_, Message> = match editor.mode {
         ColumnsMode::Json => text_input(field.placeholder(), form.value(field))
-            .id(ids::field(field))
-            .on_input(move |v| Message::Form(FormMessage::Edited(field, v)))
+            .id(scope.id(field))
+            .on_input(move |v| scope.msg(FormMessage::Edited(field, v)))
             .on_submit(Message::Execute)
             .font(Font::MONOSPACE)
             .size(14)
@@ -208,13 +245,13 @@ fn columns_row(form: &Form, field: Field) -> Element<'_, Message> {
             for (i, c) in editor.rows.iter().enumerate() {
                 let mut line = row![
                     text_input("column name", &c.name)
-                        .on_input(move |v| Message::Form(FormMessage::ColumnName(i, v)))
+                        .on_input(move |v| scope.msg(FormMessage::ColumnName(i, v)))
                         .on_submit(Message::Execute)
                         .size(14)
                         .padding(6)
                         .width(Fill),
                     pick_list(&ColType::ALL[..], Some(c.ty), move |t| {
-                        Message::Form(FormMessage::ColumnType(i, t))
+                        scope.msg(FormMessage::ColumnType(i, t))
                     })
                     .text_size(14)
                     .width(100),
@@ -227,22 +264,20 @@ fn columns_row(form: &Form, field: Field) -> Element<'_, Message> {
                             checkbox(c.primary_key)
                                 .label("key")
                                 .text_size(13)
-                                .on_toggle(move |on| Message::Form(FormMessage::ColumnKey(i, on))),
+                                .on_toggle(move |on| scope.msg(FormMessage::ColumnKey(i, on))),
                         )
                         .push(
                             checkbox(c.not_null)
                                 .label("not null")
                                 .text_size(13)
-                                .on_toggle(move |on| {
-                                    Message::Form(FormMessage::ColumnNotNull(i, on))
-                                }),
+                                .on_toggle(move |on| scope.msg(FormMessage::ColumnNotNull(i, on))),
                         );
                 }
                 rows = rows.push(
                     line.push(
                         button(text("✕").size(13))
                             .padding([4, 8])
-                            .on_press(Message::Form(FormMessage::RemoveColumn(i)))
+                            .on_press(scope.msg(FormMessage::RemoveColumn(i)))
                             .style(button::text),
                     ),
                 );
@@ -250,7 +285,7 @@ fn columns_row(form: &Form, field: Field) -> Element<'_, Message> {
             rows.push(
                 button(text("+ column").size(13))
                     .padding([4, 10])
-                    .on_press(Message::Form(FormMessage::AddColumn))
+                    .on_press(scope.msg(FormMessage::AddColumn))
                     .style(button::secondary),
             )
             .into()

@@ -6,6 +6,7 @@ mod history;
 mod nodes;
 mod results;
 pub mod style;
+mod tx;
 
 use crate::app::{App, Message};
 use crate::connection::Link;
@@ -18,7 +19,21 @@ pub mod ids {
     use iced::widget::Id;
 
     pub fn field(field: Field) -> Id {
-        Id::new(match field {
+        Id::new(name(field))
+    }
+
+    /// The input of `field` in op `index` of a TRANSACTION: `op1-field-table`.
+    pub fn op_field(index: usize, field: Field) -> Id {
+        Id::from(format!("op{index}-{}", name(field)))
+    }
+
+    /// A button of op `index` of a TRANSACTION: `up`, `down` or `remove` (`op1-down`).
+    pub fn op_button(index: usize, button: &str) -> Id {
+        Id::from(format!("op{index}-{button}"))
+    }
+
+    fn name(field: Field) -> &'static str {
+        match field {
             Field::Db => "field-db",
             Field::Table => "field-table",
             Field::Columns => "field-columns",
@@ -29,13 +44,15 @@ pub mod ids {
             Field::Unique => "field-unique",
             Field::Data => "field-data",
             Field::Condition => "field-condition",
+            Field::Expect => "field-expect",
+            Field::Ops => "field-ops",
             Field::SearchColumns => "field-search-columns",
             Field::OrderBy => "field-order-by",
             Field::Limit => "field-limit",
             Field::After => "field-after",
             Field::MinSeq => "field-min-seq",
             Field::OpId => "field-op-id",
-        })
+        }
     }
 }
 

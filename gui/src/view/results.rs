@@ -4,7 +4,7 @@
 
 use super::style;
 use crate::app::{App, Message};
-use crate::results::{checksum_grid, rows_grid, Cell, Done, Grid, Outcome, ResultView};
+use crate::results::{checksum_grid, rows_grid, Cell, Done, Grid, Outcome, ResultView, TxLine};
 use crate::verify::{Verified, VerifyRow};
 use iced::widget::{button, column, container, row, scrollable, space, table, text, tooltip};
 use iced::{Center, Element, Fill, Font};
@@ -139,6 +139,10 @@ fn done_view<'a>(app: &'a App, done: &'a Done) -> Element<'a, Message> {
         );
     }
 
+    if let Some(lines) = done.tx_lines() {
+        content = content.push(tx_view(lines));
+    }
+
     let detail: Element<'a, Message> = match grid {
         Some(grid) => {
             content = content.push(tabs);
@@ -154,6 +158,34 @@ fn done_view<'a>(app: &'a App, done: &'a Done) -> Element<'a, Message> {
     };
     content = content.push(detail);
     content.height(Fill).into()
+}
+
+/// A TRANSACTION's ops, one line each: what it affected, or that it failed (in red) and
+/// that the others were not applied.
+fn tx_view<'a>(lines: Vec<TxLine>) -> Element<'a, Message> {
+    lines
+        .into_iter()
+        .fold(column![].spacing(4), |list, line| {
+            let outcome = text(line.outcome).size(14);
+            let outcome = if line.failed {
+                outcome.color(style::RED).font(style::BOLD)
+            } else {
+                outcome
+            };
+            list.push(
+                row![
+                    text(format!("op {}", line.index))
+                        .size(14)
+                        .font(Font::MONOSPACE)
+                        .width(60),
+                    text(line.op).size(14).width(260),
+                    outcome,
+                ]
+                .spacing(10)
+                .align_y(Center),
+            )
+        })
+        .into()
 }
 
 fn grid_view<'a>(grid: Grid) -> Element<'a, Message> {

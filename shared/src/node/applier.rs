@@ -158,6 +158,9 @@ async fn apply_batch(node: &NodeRef, batch: &[Message]) {
         };
         let seq = info.stream_sequence;
         node.note_log_seq(seq + info.pending);
+        if let Some(db) = node.subjects.db_of_log_subject(&msg.subject) {
+            metrics::gauge!(super::metrics::DB_LOG_SEQ, "db" => db.to_owned()).set(seq as f64);
+        }
         if seq <= last_seq {
             continue; // redelivered
         }
@@ -312,6 +315,8 @@ async fn apply_chunk(
     }
     let last = chunk[chunk.len() - 1].0;
     txn.commit(last).await?;
+    metrics::histogram!(super::metrics::STORE_SECONDS, "phase" => "apply")
+        .record(started.elapsed().as_secs_f64());
     for (seq, ops) in chunk {
         for o in ops {
             match &*o.op {

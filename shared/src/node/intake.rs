@@ -113,10 +113,6 @@ pub(crate) struct ReplyTo {
 }
 
 impl ReplyTo {
-    pub fn received(&self) -> Instant {
-        self.received
-    }
-
     /// Why this node will not take this write now, if it will not.
     pub fn write_refusal(&self, node: &NodeRef) -> Option<DdbError> {
         let refusal = node.write_refusal()?;
@@ -135,19 +131,37 @@ impl ReplyTo {
     /// Sends the reply (reads and failures are logged here; writes log in the writer, with
     /// their seq). A message without a reply subject that failed is logged as a rejection.
     pub async fn send(self, node: &NodeRef, op: &str, db: &str, result: Result<Reply, DdbError>) {
-        let is_write = !matches!(op, "SEARCH" | "CHECKSUM");
         let reply = match result {
             Ok(r) => r,
             Err(e) => Reply::error(node.name(), &e),
         };
-        if !is_write || reply.error.is_some() {
-            tracing::info!(
+        let took = self.received.elapsed();
+        let outcome = reply.error.as_ref().map_or("ok", |e| e.code.as_str());
+        // One line per failed request at info; successes only at debug (they are counted).
+        match &reply.error {
+            Some(e) => tracing::info!(
+                node = %node.name(), op, db, micros = took.as_micros() as u64,
+                outcome, error = %e.message, "request failed"
+            ),
+            None => tracing::debug!(
                 node = %node.name(), op, db, seq = reply.seq,
-                micros = self.received.elapsed().as_micros() as u64,
-                outcome = reply.error.as_ref().map_or("ok", |e| e.code.as_str()),
-                "request"
-            );
+                micros = took.as_micros() as u64, "request"
+            ),
         }
+        metrics::counter!(super::metrics::REQUESTS, "op" => op.to_owned(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(super::metrics::REQUEST_SECONDS, "op" => op.to_owned())
+            .record(took.as_secs_f64());
+        let endpoint = if self.origin.as_str() == node.subjects.ops() {
+            super::micro::Endpoint::Ops
+        } else {
+            super::micro::Endpoint::Node
+        };
+        let error_text = reply
+            .error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.code, e.message));
+        node.micro.record(endpoint, took, error_text.as_deref());
         let Some(to) = self.subject else {
             if let Some(e) = &reply.error {
                 tracing::warn!(node = %node.name(), subject = %self.origin, code = %e.code, message = %e.message, "rejected a message that has no reply subject");

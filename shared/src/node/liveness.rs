@@ -45,6 +45,7 @@ pub(crate) fn heartbeat(node: &NodeRef) -> Heartbeat {
             .lock()
             .map(|b| b.values().cloned().collect())
             .unwrap_or_default(),
+        metrics: node.metrics_addr.map(|a| a.to_string()),
     }
 }
 
@@ -58,6 +59,7 @@ async fn publish_heartbeats(node: NodeRef, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let hb = heartbeat(&node);
+        super::metrics::refresh(&node);
         let bytes = serde_json::to_vec(&hb).unwrap_or_default();
         if let Err(e) = node.client.publish(subject.clone(), bytes.into()).await {
             tracing::debug!(error = %e, "heartbeat not sent");

@@ -5,6 +5,8 @@
 mod applier;
 mod intake;
 mod liveness;
+pub mod metrics;
+mod micro;
 mod state;
 mod writer;
 
@@ -41,6 +43,8 @@ pub struct NodeConfig {
     pub max_batch: usize,
     /// Longest a read statement, or one write on the node that takes it, may run.
     pub query_timeout: Option<Duration>,
+    /// `HOST:PORT` to serve Prometheus metrics on (`/metrics`); none by default.
+    pub metrics_addr: Option<String>,
 }
 
 impl NodeConfig {
@@ -57,6 +61,7 @@ impl NodeConfig {
             limits: Limits::default(),
             max_batch: 256,
             query_timeout: Some(Duration::from_secs(30)),
+            metrics_addr: None,
         }
     }
 }
@@ -84,6 +89,15 @@ pub async fn run(
     if cfg.max_batch == 0 {
         return Err(NodeError::Config("max batch must be at least 1".into()));
     }
+    // Bound first: a port already taken is a configuration error, reported before anything runs.
+    let metrics = match &cfg.metrics_addr {
+        Some(addr) => Some(
+            metrics::start(addr, &cfg.name)
+                .await
+                .map_err(|e| NodeError::Config(e.message))?,
+        ),
+        None => None,
+    };
     let store_options = crate::store::StoreOptions {
         query_timeout: cfg.query_timeout,
         ..Default::default()
@@ -111,10 +125,14 @@ pub async fn run(
             Err(e) => return Err(NodeError::Log(e)),
         }
     }
-    let node = Node::new(role, cfg, store, client, log)
+    let metrics_addr = metrics.as_ref().and_then(|(l, _)| metrics::bound(l));
+    let node = Node::new(role, cfg, store, client, log, metrics_addr)
         .await
         .map_err(NodeError::Store)?;
-    node.run(shutdown).await;
+    if let Some(addr) = metrics_addr {
+        tracing::info!(node = %node.name(), %addr, "serving Prometheus metrics at /metrics");
+    }
+    node.run(shutdown, metrics.map(|(l, h)| (l, h))).await;
     Ok(())
 }
 

@@ -41,6 +41,10 @@ pub(crate) struct Node {
     pub writers: writer::Writers,
     /// The server's largest message, read once at start (replies over it become errors).
     pub max_payload: usize,
+    /// Where Prometheus metrics are served, if they are.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Request counts per endpoint for the NATS micro protocol.
+    pub micro: super::micro::Stats,
 }
 
 /// Per-database serialisation point between the writer and the log reader, with the
@@ -66,6 +70,8 @@ impl CursorGuard {
 
     pub fn set_applied(&mut self, seq: u64) {
         self.guard.applied = Some(seq);
+        metrics::gauge!(super::metrics::DB_APPLIED_SEQ, "db" => self.db.to_string())
+            .set(seq as f64);
     }
 
     /// Forgets the cached seq, so the next reader asks the store (after a failed commit).
@@ -117,6 +123,7 @@ impl Node {
         store: Arc<dyn Store>,
         client: async_nats::Client,
         log: Log,
+        metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<Arc<Node>, DdbError> {
         let position = resume_position(store.as_ref(), &log).await?;
         let databases = store
@@ -148,6 +155,8 @@ impl Node {
             started: Instant::now(),
             writers: writer::Writers::default(),
             max_payload,
+            metrics_addr,
+            micro: Default::default(),
             cfg,
         }))
     }
@@ -284,11 +293,22 @@ impl Node {
     }
 
     /// Runs every task until `shutdown`, then stops them in order.
-    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl Future<Output = ()> + Send,
+        metrics: Option<(
+            tokio::net::TcpListener,
+            metrics_exporter_prometheus::PrometheusHandle,
+        )>,
+    ) {
         let stop = CancellationToken::new();
         let stop_intake = CancellationToken::new();
         let applier = tokio::spawn(applier::run(self.clone(), stop.clone()));
         let liveness = tokio::spawn(liveness::run(self.clone(), stop.clone()));
+        let micro = tokio::spawn(super::micro::run(self.clone(), stop_intake.clone()));
+        if let Some((listener, handle)) = metrics {
+            tokio::spawn(super::metrics::serve(listener, handle, stop.clone()));
+        }
         let intake = tokio::spawn(intake::run(self.clone(), stop_intake.clone()));
         tracing::info!(node = %self.cfg.name, role = ?self.role, store = self.store.kind(), position = self.position(), "node started");
 
@@ -305,6 +325,7 @@ impl Node {
         tracing::info!(node = %self.cfg.name, "shutting down: stopping intake");
         stop_intake.cancel();
         let _ = intake.await;
+        let _ = micro.await;
         self.writers.drain(Duration::from_secs(10)).await;
         stop.cancel();
         let _ = applier.await;

@@ -11,7 +11,7 @@ use crate::error::{DdbError, ErrorCode};
 use crate::log::{AppendError, LogEntry};
 use crate::name::Name;
 use crate::op::WriteOp;
-use crate::reply::Reply;
+use crate::reply::{OpResult, Reply};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -138,13 +138,6 @@ async fn worker(node: NodeRef, db: Name, mut rx: mpsc::UnboundedReceiver<Job>, i
 }
 
 async fn answer(node: &NodeRef, job: Job, result: Result<Reply, DdbError>) {
-    tracing::info!(
-        node = %node.name(), op = job.op.name(), db = %job.op.db(),
-        seq = result.as_ref().ok().and_then(|r| r.seq),
-        micros = job.reply.received().elapsed().as_micros() as u64,
-        outcome = result.as_ref().err().map_or("ok", |e| e.code.as_str()),
-        "write"
-    );
     let db = job.op.db().to_string();
     job.reply.send(node, job.op.name(), &db, result).await;
 }
@@ -264,6 +257,9 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
     let outcomes = txn
         .execute(jobs.iter().map(|j| j.op.clone()).collect())
         .await;
+    for e in outcomes.iter().filter_map(|r| r.as_ref().err()) {
+        super::metrics::store_error(e);
+    }
     let logged: Vec<(&WriteOp, Option<&str>)> = jobs
         .iter()
         .zip(&outcomes)
@@ -285,7 +281,11 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
         _ => None,
     };
     let t_append = Instant::now();
+    metrics::histogram!(super::metrics::STORE_SECONDS, "phase" => "execute")
+        .record((t_append - t_begin).as_secs_f64());
+    metrics::histogram!(super::metrics::GROUP_COMMIT_OPS).record(logged.len() as f64);
     let appended = node.log.append(db, entry, expected, msg_id).await;
+    metrics::histogram!(super::metrics::APPEND_SECONDS).record(t_append.elapsed().as_secs_f64());
     tracing::debug!(
         db = %db, ops = logged.len(),
         execute_us = (t_append - t_begin).as_micros() as u64,
@@ -296,7 +296,11 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
         Ok(appended) if !appended.duplicate => {
             let seq = appended.seq;
             node.note_log_seq(seq);
-            match txn.commit(seq).await {
+            let t_commit = Instant::now();
+            let committed = txn.commit(seq).await;
+            metrics::histogram!(super::metrics::STORE_SECONDS, "phase" => "commit")
+                .record(t_commit.elapsed().as_secs_f64());
+            match committed {
                 Ok(()) => cursor.set_applied(seq),
                 Err(e) => {
                     // The log holds the entry; the log reader will apply it here.
@@ -317,7 +321,17 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
             Attempt::Done(
                 outcomes
                     .into_iter()
-                    .map(|r| r.map(|n| ok_reply(node, seq, Some(n), false)))
+                    .map(|r| {
+                        r.map(|applied| {
+                            let mut reply = ok_reply(node, seq, Some(applied.affected), false);
+                            reply.results = applied.each.map(|each| {
+                                each.into_iter()
+                                    .map(|affected| OpResult { affected })
+                                    .collect()
+                            });
+                            reply
+                        })
+                    })
                     .collect(),
             )
         }

@@ -295,6 +295,7 @@ mod tests {
         let limits = Limits {
             max_request_bytes: 1 << 20,
             max_rows_per_insert: 1,
+            ..Limits::default()
         };
         assert_eq!(
             parse(

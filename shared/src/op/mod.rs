@@ -8,6 +8,7 @@ mod ddl;
 mod fast_insert;
 mod schema;
 mod strict_json;
+mod transaction;
 
 pub use condition::{CmpOp, Condition, Predicate, Test, MAX_CONDITION_VALUES};
 pub use schema::{ColumnDef, IndexDef, TableSchema, MAX_COLUMNS, MAX_INDEX_COLUMNS};
@@ -21,7 +22,10 @@ use serde_json::{json, Map, Value as Json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_request_bytes: usize,
+    /// Also the most rows all INSERTs of one TRANSACTION may carry together.
     pub max_rows_per_insert: usize,
+    /// Most ops one TRANSACTION may hold.
+    pub max_tx_ops: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +33,7 @@ impl Default for Limits {
         Limits {
             max_request_bytes: 1024 * 1024,
             max_rows_per_insert: 10_000,
+            max_tx_ops: 1_000,
         }
     }
 }
@@ -105,6 +110,18 @@ pub enum WriteOp {
         table: Name,
         columns: Vec<ColumnDef>,
     },
+    /// Writes of one database applied all together or not at all.
+    Transaction {
+        db: Name,
+        ops: Vec<WriteOp>,
+    },
+}
+
+/// What an UPDATE or DELETE must find for it to apply (`precondition_failed` otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// The op must touch exactly this many rows.
+    pub affected: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +140,7 @@ pub struct Update {
     pub table: Name,
     pub set: Vec<(Name, Scalar)>,
     pub condition: Condition,
+    pub expect: Option<Expect>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +148,7 @@ pub struct Delete {
     pub db: Name,
     pub table: Name,
     pub condition: Condition,
+    pub expect: Option<Expect>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +184,7 @@ impl WriteOp {
             WriteOp::DropIndex { .. } => "DROP_INDEX",
             WriteOp::DropTable { .. } => "DROP_TABLE",
             WriteOp::AddColumn { .. } => "ADD_COLUMN",
+            WriteOp::Transaction { .. } => "TRANSACTION",
         }
     }
 
@@ -176,7 +196,8 @@ impl WriteOp {
             | WriteOp::CreateIndex { db, .. }
             | WriteOp::DropIndex { db, .. }
             | WriteOp::DropTable { db, .. }
-            | WriteOp::AddColumn { db, .. } => db,
+            | WriteOp::AddColumn { db, .. }
+            | WriteOp::Transaction { db, .. } => db,
             WriteOp::Insert(i) => &i.db,
             WriteOp::Update(u) => &u.db,
             WriteOp::Delete(d) => &d.db,
@@ -202,12 +223,22 @@ impl WriteOp {
                 };
                 json!({"op": "INSERT", "db": i.db, "table": i.table, "data": data})
             }
-            WriteOp::Update(u) => json!({
-                "op": "UPDATE", "db": u.db, "table": u.table,
-                "data": row_json(&u.set), "condition": u.condition.to_json(),
-            }),
-            WriteOp::Delete(d) => json!({
-                "op": "DELETE", "db": d.db, "table": d.table, "condition": d.condition.to_json(),
+            WriteOp::Update(u) => with_expect(
+                json!({
+                    "op": "UPDATE", "db": u.db, "table": u.table,
+                    "data": row_json(&u.set), "condition": u.condition.to_json(),
+                }),
+                u.expect,
+            ),
+            WriteOp::Delete(d) => with_expect(
+                json!({
+                    "op": "DELETE", "db": d.db, "table": d.table, "condition": d.condition.to_json(),
+                }),
+                d.expect,
+            ),
+            WriteOp::Transaction { db, ops } => json!({
+                "op": "TRANSACTION", "db": db,
+                "ops": ops.iter().map(WriteOp::to_json).collect::<Vec<_>>(),
             }),
             WriteOp::CreateIndex { db, table, index } => json!({
                 "op": "CREATE_INDEX", "db": db, "table": table, "index": index.name,
@@ -245,6 +276,13 @@ impl ReadOp {
             ReadOp::Checksum { db, .. } => db,
         }
     }
+}
+
+fn with_expect(mut op: Json, expect: Option<Expect>) -> Json {
+    if let Some(e) = expect {
+        op["expect"] = json!({"affected": e.affected});
+    }
+    op
 }
 
 fn row_json(row: &[(Name, Scalar)]) -> Json {
@@ -447,6 +485,7 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
                 table,
                 set,
                 condition,
+                expect: f.expect()?,
             }))
         }
         "DELETE" => {
@@ -457,6 +496,7 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
                 db,
                 table,
                 condition,
+                expect: f.expect()?,
             }))
         }
         "SEARCH" => {
@@ -536,11 +576,12 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
         "CREATE_INDEX" | "DROP_INDEX" | "DROP_TABLE" | "ADD_COLUMN" => {
             Op::Write(ddl::parse(&op_upper, f)?)
         }
+        "TRANSACTION" => Op::Write(transaction::parse(f, limits)?),
         _ => {
             return Err(DdbError::new(
                 ErrorCode::BadRequest,
                 format!(
-                    "unknown op {:?}; use CREATE_DB, CREATE_TABLE, INSERT, UPDATE, DELETE, SEARCH, DROP_DB, CHECKSUM, CREATE_INDEX, DROP_INDEX, DROP_TABLE or ADD_COLUMN",
+                    "unknown op {:?}; use CREATE_DB, CREATE_TABLE, INSERT, UPDATE, DELETE, SEARCH, DROP_DB, CHECKSUM, CREATE_INDEX, DROP_INDEX, DROP_TABLE, ADD_COLUMN or TRANSACTION",
                     truncate_for_message(&op)
                 ),
             ))
@@ -600,6 +641,25 @@ impl Fields {
                 "{key} must be a string, got {}",
                 json_kind(&other)
             ))),
+        }
+    }
+
+    fn expect(&mut self) -> Result<Option<Expect>, DdbError> {
+        let bad = || {
+            DdbError::bad_request(
+                "expect must be an object {\"affected\": N} with N a non-negative integer",
+            )
+        };
+        match self.take("expect") {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Object(o)) => {
+                if o.len() != 1 {
+                    return Err(bad());
+                }
+                let affected = o.get("affected").and_then(Json::as_u64).ok_or_else(bad)?;
+                Ok(Some(Expect { affected }))
+            }
+            Some(_) => Err(bad()),
         }
     }
 

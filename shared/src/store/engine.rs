@@ -2,10 +2,10 @@
 //! checksums. A [`Backend`] supplies connections and creates or drops physical databases.
 
 use super::checksum::ChecksumBuilder;
-use super::{Page, Row, Store, StoreOptions, WriteTxn};
+use super::{Applied, Page, Row, Store, StoreOptions, WriteTxn};
 use crate::error::{DdbError, ErrorCode};
 use crate::name::Name;
-use crate::op::{IndexDef, Search, TableSchema, WriteOp};
+use crate::op::{Expect, IndexDef, Search, TableSchema, WriteOp};
 use crate::reply::TableChecksum;
 use crate::sql::{Cursor, Dialect, SelectPlan, Statement, META_TABLE, TABLES_TABLE};
 use crate::value::{ColumnType, Value};
@@ -439,7 +439,9 @@ impl<B: Backend> Txn<B> {
     async fn run(&mut self, op: &WriteOp) -> Result<u64, DdbError> {
         let d = self.dialect();
         match op {
-            WriteOp::CreateDb { .. } | WriteOp::DropDb { .. } => unreachable!("handled by execute"),
+            WriteOp::CreateDb { .. } | WriteOp::DropDb { .. } | WriteOp::Transaction { .. } => {
+                unreachable!("handled by execute_one")
+            }
             WriteOp::CreateTable { schema, .. } => {
                 let conn = self.conn_mut()?;
                 let existing = table_names(conn, d).await?;
@@ -480,13 +482,15 @@ impl<B: Backend> Txn<B> {
                 let schema = self.schema(&u.table).await?;
                 let st = d.update(&schema, &u.set, &u.condition)?;
                 log_statement(&st);
-                self.conn_mut()?.exec(&st).await
+                let n = self.conn_mut()?.exec(&st).await?;
+                check_expect(u.expect, n, "UPDATE")
             }
             WriteOp::Delete(del) => {
                 let schema = self.schema(&del.table).await?;
                 let st = d.delete(&schema, &del.condition)?;
                 log_statement(&st);
-                self.conn_mut()?.exec(&st).await
+                let n = self.conn_mut()?.exec(&st).await?;
+                check_expect(del.expect, n, "DELETE")
             }
             WriteOp::CreateIndex { table, index, .. } => {
                 let before = self.schema(table).await?;
@@ -570,7 +574,7 @@ impl<B: Backend> Txn<B> {
         }
     }
 
-    async fn execute_one(&mut self, op: &WriteOp) -> Result<u64, DdbError> {
+    async fn execute_one(&mut self, op: &WriteOp) -> Result<Applied, DdbError> {
         if op.db() != &self.db {
             return Err(DdbError::internal(format!(
                 "op for database {} in a transaction on {}",
@@ -601,44 +605,89 @@ impl<B: Backend> Txn<B> {
                 self.conn = Some(conn);
                 self.created = true;
                 self.dropped = false;
-                Ok(0)
+                Ok(Applied::rows(0))
             }
             WriteOp::DropDb { .. } => {
                 self.conn_mut()?;
                 self.dropped = true;
-                Ok(0)
+                Ok(Applied::rows(0))
             }
             // One statement is atomic on both engines (a failing statement is undone alone,
-            // the transaction goes on), so only multi-statement ops pay for a savepoint.
-            WriteOp::Insert(i) if i.rows.len() == 1 => self.run(op).await,
-            WriteOp::Update(_) | WriteOp::Delete(_) => self.run(op).await,
-            _ => {
-                let conn = self.conn_mut()?;
-                conn.batch(d.savepoint_sql()).await?;
-                match self.run(op).await {
-                    Ok(n) => {
-                        if let Some(sql) = d.release_sql() {
-                            self.conn_mut()?.batch(sql).await?;
-                        }
-                        Ok(n)
-                    }
-                    Err(e) => {
-                        let conn = self.conn_mut()?;
-                        // The deadline may have passed: the rollback must still run.
-                        conn.set_deadline(None);
-                        for sql in d.rollback_to_savepoint_sql() {
-                            conn.batch(sql).await?;
-                        }
-                        Err(e)
-                    }
-                }
-            }
+            // the transaction goes on), so only multi-statement ops, and writes whose
+            // expectation is checked after their statement, pay for a savepoint.
+            WriteOp::Insert(i) if i.rows.len() == 1 => self.run(op).await.map(Applied::rows),
+            WriteOp::Update(u) if u.expect.is_none() => self.run(op).await.map(Applied::rows),
+            WriteOp::Delete(del) if del.expect.is_none() => self.run(op).await.map(Applied::rows),
+            _ => self.under_savepoint(op).await,
         };
         if let Some(conn) = self.conn.as_mut() {
             conn.set_deadline(None);
         }
         tracing::debug!(db = %self.db, op = op.name(), micros = started.elapsed().as_micros() as u64, ok = result.is_ok(), "store op");
         result
+    }
+
+    /// Runs `op` so that, if it fails, nothing of it remains (and the transaction goes on).
+    async fn under_savepoint(&mut self, op: &WriteOp) -> Result<Applied, DdbError> {
+        let d = self.dialect();
+        self.conn_mut()?.batch(d.savepoint_sql()).await?;
+        let pending = self.pending.clone();
+        let outcome = match op {
+            WriteOp::Transaction { ops, .. } => {
+                let mut each = Vec::with_capacity(ops.len());
+                let mut failed = None;
+                for (i, inner) in ops.iter().enumerate() {
+                    match self.run(inner).await {
+                        Ok(n) => each.push(n),
+                        Err(e) => {
+                            failed = Some(e.at_op(i, inner.name()));
+                            break;
+                        }
+                    }
+                }
+                match failed {
+                    None => Ok(Applied {
+                        affected: each.iter().sum(),
+                        each: Some(each),
+                    }),
+                    Some(e) => Err(e),
+                }
+            }
+            _ => self.run(op).await.map(Applied::rows),
+        };
+        match outcome {
+            Ok(applied) => {
+                if let Some(sql) = d.release_sql() {
+                    self.conn_mut()?.batch(sql).await?;
+                }
+                Ok(applied)
+            }
+            Err(e) => {
+                // Schema changes of the undone ops are undone with them.
+                self.pending = pending;
+                let conn = self.conn_mut()?;
+                // The deadline may have passed: the rollback must still run.
+                conn.set_deadline(None);
+                for sql in d.rollback_to_savepoint_sql() {
+                    conn.batch(sql).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An UPDATE or DELETE that touched `n` rows, against its expectation.
+fn check_expect(expect: Option<Expect>, n: u64, op: &str) -> Result<u64, DdbError> {
+    match expect {
+        Some(e) if e.affected != n => Err(DdbError::new(
+            ErrorCode::PreconditionFailed,
+            format!(
+                "{op} expected to affect {} rows and would have affected {n}; nothing was applied",
+                e.affected
+            ),
+        )),
+        _ => Ok(n),
     }
 }
 
@@ -649,7 +698,7 @@ fn log_statement(st: &Statement) {
 
 #[async_trait]
 impl<B: Backend> WriteTxn for Txn<B> {
-    async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<u64, DdbError>> {
+    async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<Applied, DdbError>> {
         let mut out = Vec::with_capacity(ops.len());
         for op in &ops {
             out.push(self.execute_one(op).await);

@@ -23,6 +23,22 @@ use std::time::Duration;
 
 pub type Row = Map<String, Json>;
 
+/// What one write op did: rows affected, and for a TRANSACTION each op's count in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub affected: u64,
+    pub each: Option<Vec<u64>>,
+}
+
+impl Applied {
+    pub fn rows(affected: u64) -> Self {
+        Applied {
+            affected,
+            each: None,
+        }
+    }
+}
+
 /// One SEARCH reply's rows and, when more may follow, the cursor of the next page.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Page {
@@ -97,10 +113,10 @@ pub trait Store: Send + Sync + 'static {
 pub trait WriteTxn: Send {
     /// Runs ops in order; returns each one's rows affected or error. One call for many ops:
     /// a call crosses to the store's threads and back.
-    async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<u64, DdbError>>;
+    async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<Applied, DdbError>>;
 
     /// Runs one op.
-    async fn execute_one(&mut self, op: WriteOp) -> Result<u64, DdbError> {
+    async fn execute_one(&mut self, op: WriteOp) -> Result<Applied, DdbError> {
         self.execute(vec![Arc::new(op)])
             .await
             .pop()

@@ -6,8 +6,8 @@
 
 use ddb::log::LogEntry;
 use ddb::op::{
-    parse_insert_fast, parse_op, parse_request, parse_request_general, Limits, Op, ReadOp,
-    IndexDef, Search, TableSchema, WriteOp,
+    parse_insert_fast, parse_op, parse_request, parse_request_general, IndexDef, Limits, Op,
+    ReadOp, Search, TableSchema, WriteOp,
 };
 use ddb::sql::paging::{fingerprint, total_order};
 use ddb::sql::{Cursor, Dialect, Statement};
@@ -27,6 +27,7 @@ pub fn op_parser(data: &[u8]) {
         &Limits {
             max_request_bytes: usize::MAX,
             max_rows_per_insert: 2,
+            max_tx_ops: 2,
         },
     );
     let parsed = parse_request(data, &limits);
@@ -46,6 +47,7 @@ pub fn op_parser(data: &[u8]) {
     let tight = Limits {
         max_request_bytes: data.len() / 2,
         max_rows_per_insert: 1,
+        max_tx_ops: 1,
     };
     if let Err(e) = parse_request(data, &tight) {
         assert_eq!(e.code, ErrorCode::TooLarge, "tight limits gave {e}");
@@ -314,7 +316,11 @@ fn search_statements(d: Dialect, schema: &TableSchema, s: &Search) -> Vec<(State
         let plan = d
             .select(schema, &next)
             .unwrap_or_else(|e| panic!("a cursor ddb wrote is refused ({e}) for {next:?}"));
-        assert_eq!(plan.cursor.as_ref(), Some(&cursor), "cursor does not read back");
+        assert_eq!(
+            plan.cursor.as_ref(),
+            Some(&cursor),
+            "cursor does not read back"
+        );
         out.push((plan.statement, true));
     }
     out
@@ -334,7 +340,11 @@ fn schema_op(op: &WriteOp, schema: &TableSchema) {
             Dialect::Mssql => ('[', ']'),
         };
         if open == close {
-            assert_eq!(sql.matches(open).count() % 2, 0, "unbalanced quotes in {sql}");
+            assert_eq!(
+                sql.matches(open).count() % 2,
+                0,
+                "unbalanced quotes in {sql}"
+            );
         } else {
             assert_eq!(
                 sql.matches(open).count(),
@@ -355,7 +365,11 @@ fn schema_op(op: &WriteOp, schema: &TableSchema) {
     };
     match op {
         WriteOp::CreateIndex { index, .. } => {
-            if index.columns.iter().any(|c| schema.column(c.as_str()).is_none()) {
+            if index
+                .columns
+                .iter()
+                .any(|c| schema.column(c.as_str()).is_none())
+            {
                 return;
             }
             let after = with_index(index);

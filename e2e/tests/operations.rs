@@ -1,0 +1,288 @@
+//! Operating a node: Prometheus metrics, the NATS micro protocol, JSON logs.
+
+use ddb::heartbeat::Mode;
+use ddb_e2e::*;
+use ddb_testsupport::NatsServer;
+use futures::StreamExt;
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A cluster whose nodes serve metrics on free ports and log JSON.
+async fn observed_cluster() -> Cluster {
+    let nats = NatsServer::start();
+    let opts = ddb::connect::NatsOptions::new(&[nats.url()]);
+    let mut c = Cluster::empty_with(
+        nats,
+        Vec::new(),
+        opts,
+        &["--metrics-addr", "127.0.0.1:0", "--log-format", "json"],
+    )
+    .await;
+    c.capture_node_logs();
+    c.start_all(2).await;
+    c
+}
+
+/// `GET path` on `addr`; the status line and the body.
+async fn http_get(addr: &str, path: &str) -> (String, String) {
+    within(10, &format!("GET {path} from {addr}"), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+        (
+            head.lines().next().unwrap_or("").to_owned(),
+            body.to_owned(),
+        )
+    })
+    .await
+}
+
+/// Sample lines `name{labels} value` of a Prometheus text page, by name and labels.
+fn samples(page: &str) -> BTreeMap<String, f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn value(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(k, _)| {
+            (k.as_str() == name || k.starts_with(&format!("{name}{{")))
+                && labels.iter().all(|l| k.contains(l))
+        })
+        .map(|(_, v)| *v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_what_a_node_does() {
+    let c = observed_cluster().await;
+    c.ok(&writer(), json!({"op":"CREATE_DB","db":"m"})).await;
+    c.ok(
+        &writer(),
+        json!({"op":"CREATE_TABLE","db":"m","table":"t","data":{"id":"int"},"primary_key":"id"}),
+    )
+    .await;
+    let mut last = 0;
+    for i in 0..20 {
+        last = c
+            .ok(
+                &writer(),
+                json!({"op":"INSERT","db":"m","table":"t","data":{"id":i}}),
+            )
+            .await
+            .seq
+            .unwrap();
+    }
+    let dup = c
+        .req(
+            &writer(),
+            json!({"op":"INSERT","db":"m","table":"t","data":{"id":1}}),
+        )
+        .await;
+    assert!(!dup.ok);
+    c.ok(
+        &node("slave1"),
+        json!({"op":"SEARCH","db":"m","table":"t","min_seq":last}),
+    )
+    .await;
+    // Gauges follow the heartbeat: wait for one more.
+    let since = std::time::Instant::now();
+    c.wait_heard_since(&["master", "slave1"], since).await;
+    c.wait_heard_since(&["master", "slave1"], std::time::Instant::now())
+        .await;
+
+    let addr = c
+        .heartbeat("master")
+        .unwrap()
+        .metrics
+        .expect("the master announces its metrics address");
+    let (status, page) = http_get(&addr, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let m = samples(&page);
+    assert_eq!(
+        value(
+            &m,
+            "ddb_requests_total",
+            &["op=\"INSERT\"", "outcome=\"ok\"", "node=\"master\""]
+        ),
+        Some(20.0),
+        "{page}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ddb_requests_total",
+            &["op=\"INSERT\"", "outcome=\"constraint\""]
+        ),
+        Some(1.0)
+    );
+    for family in [
+        "ddb_request_duration_seconds_bucket",
+        "ddb_store_duration_seconds_bucket",
+        "ddb_append_duration_seconds_bucket",
+        "ddb_group_commit_ops_bucket",
+    ] {
+        assert!(
+            value(&m, family, &[]).is_some(),
+            "{family} missing:\n{page}"
+        );
+    }
+    assert_eq!(
+        value(&m, "ddb_append_duration_seconds_count", &[]),
+        Some(22.0),
+        "every successful write appended once"
+    );
+    assert!(value(&m, "ddb_applied_seq", &[]).unwrap() >= last as f64);
+    assert_eq!(value(&m, "ddb_lag", &[]), Some(0.0));
+    assert_eq!(value(&m, "ddb_broken_databases", &[]), Some(0.0));
+    assert_eq!(value(&m, "ddb_mode", &["mode=\"master\""]), Some(1.0));
+    assert_eq!(
+        value(&m, "ddb_db_applied_seq", &["db=\"m\""]),
+        Some(last as f64)
+    );
+    assert!(value(&m, "ddb_nats_events_total", &["event=\"connected\""]).unwrap() >= 1.0);
+    let (status, _) = http_get(&addr, "/other").await;
+    assert!(status.contains("404"), "{status}");
+
+    // A replica counts what it applied and the reads it served.
+    let addr = c.heartbeat("slave1").unwrap().metrics.unwrap();
+    let m = samples(&http_get(&addr, "/metrics").await.1);
+    assert_eq!(
+        value(
+            &m,
+            "ddb_requests_total",
+            &["op=\"SEARCH\"", "node=\"slave1\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "ddb_db_applied_seq", &["db=\"m\""]),
+        Some(last as f64)
+    );
+    assert_eq!(value(&m, "ddb_mode", &["mode=\"replica\""]), Some(1.0));
+    assert!(value(&m, "ddb_store_duration_seconds_count", &["phase=\"apply\""]).unwrap() >= 1.0);
+}
+
+/// Every reply to a request sent to `subject` within `wait`.
+async fn gather(c: &Cluster, subject: &str, wait: Duration) -> Vec<Json> {
+    let nats = c.client.nats().clone();
+    let inbox = nats.new_inbox();
+    let mut sub = within(5, "subscribe inbox", nats.subscribe(inbox.clone()))
+        .await
+        .unwrap();
+    within(
+        5,
+        "publish",
+        nats.publish_with_reply(subject.to_owned(), inbox, "".into()),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        out.push(serde_json::from_slice(&m.payload).expect("micro replies are JSON"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_node_answers_the_micro_protocol() {
+    let c = Cluster::start(2).await;
+    c.ok(&writer(), json!({"op":"CREATE_DB","db":"mi"})).await;
+    for subject in ["$SRV.PING", "$SRV.PING.ddb"] {
+        let mut ids: Vec<String> = gather(&c, subject, Duration::from_millis(1500))
+            .await
+            .iter()
+            .map(|r| {
+                assert_eq!(r["type"], "io.nats.micro.v1.ping_response");
+                assert_eq!(r["name"], "ddb");
+                assert_eq!(r["version"], env!("CARGO_PKG_VERSION"));
+                r["id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["master", "slave1", "slave2"], "{subject}");
+    }
+    let info = gather(&c, "$SRV.INFO.ddb.slave1", Duration::from_millis(800)).await;
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0]["type"], "io.nats.micro.v1.info_response");
+    assert_eq!(info[0]["metadata"]["mode"], "replica");
+    let subjects: Vec<&str> = info[0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["ddb.ops", "ddb.node.slave1"]);
+    let stats = gather(&c, "$SRV.STATS.ddb.master", Duration::from_millis(800)).await;
+    assert_eq!(stats.len(), 1);
+    let ops = &stats[0]["endpoints"][0];
+    assert_eq!(ops["name"], "ops");
+    assert_eq!(ops["queue_group"], "writers");
+    assert!(ops["num_requests"].as_u64().unwrap() >= 1, "{ops}");
+    assert!(stats[0]["started"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_logs_are_one_object_per_line() {
+    // The harness starts nodes at `warn`; this test needs what a node logs by default.
+    std::env::set_var("DDB_TEST_NODE_LOG", ddb::cli::DEFAULT_LOG_FILTER);
+    let mut c = observed_cluster().await;
+    let bad = c
+        .req(
+            &writer(),
+            json!({"op":"INSERT","db":"nope","table":"t","data":{"id":1}}),
+        )
+        .await;
+    assert!(!bad.ok);
+    c.ok(&writer(), json!({"op":"CREATE_DB","db":"fine"})).await;
+    assert!(c.stop("slave2"), "slave2 stops cleanly");
+    let parse = |name: &str| -> Vec<Json> {
+        c.node_log(name)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {l}"))
+            })
+            .collect()
+    };
+    let master = parse("master");
+    assert!(master
+        .iter()
+        .all(|v| v.get("level").is_some() && v.get("timestamp").is_some()));
+    // One line per failed request, with its outcome; none for the request that succeeded.
+    let failed: Vec<&Json> = master
+        .iter()
+        .filter(|v| v["message"] == "request failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{master:?}");
+    assert_eq!(failed[0]["outcome"], "db_not_found");
+    assert_eq!(failed[0]["op"], "INSERT");
+    assert_eq!(failed[0]["error"], "database nope does not exist");
+    assert!(
+        !master.iter().any(|v| v["message"] == "request"),
+        "no info line per successful request"
+    );
+    assert!(
+        !master.iter().any(|v| v["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("async_nats"))),
+        "the NATS client's connection chatter stays below info: {master:?}"
+    );
+    let slave2 = parse("slave2");
+    assert!(
+        slave2.iter().any(|v| v["message"] == "node stopped"),
+        "{slave2:?}"
+    );
+}

@@ -1,0 +1,198 @@
+//! Prometheus metrics (`--metrics-addr`): what a node counts and the small HTTP endpoint that
+//! serves them. The exposition text comes from `metrics-exporter-prometheus`; the endpoint
+//! answers `GET /metrics` (anything else is 404) and nothing more, so it needs no HTTP stack.
+//!
+//! Without `--metrics-addr` no recorder is installed and every `metrics::` call is a no-op.
+
+use super::NodeRef;
+use crate::error::{DdbError, ErrorCode};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Requests by op and outcome (`ok` or the error code).
+pub const REQUESTS: &str = "ddb_requests_total";
+/// Intake to reply, by op.
+pub const REQUEST_SECONDS: &str = "ddb_request_duration_seconds";
+/// Store time of a write batch (`execute`, `commit`) or of an apply (`apply`).
+pub const STORE_SECONDS: &str = "ddb_store_duration_seconds";
+/// Appending one entry to the log, until JetStream acknowledged it.
+pub const APPEND_SECONDS: &str = "ddb_append_duration_seconds";
+/// Writes committed together in one transaction and one log entry.
+pub const GROUP_COMMIT_OPS: &str = "ddb_group_commit_ops";
+/// Store failures that are not the client's doing (internal, unavailable, timeout).
+pub const STORE_ERRORS: &str = "ddb_store_errors_total";
+/// NATS connection events (connected, disconnected, ...).
+pub const NATS_EVENTS: &str = "ddb_nats_events_total";
+/// Per database: the last log entry applied here, and the last one seen in the log.
+pub const DB_APPLIED_SEQ: &str = "ddb_db_applied_seq";
+pub const DB_LOG_SEQ: &str = "ddb_db_log_seq";
+
+/// Binds the endpoint and installs the recorder; `node` labels every series.
+pub(crate) async fn start(
+    addr: &str,
+    node: &str,
+) -> Result<(TcpListener, PrometheusHandle), DdbError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| DdbError::bad_request(format!("cannot serve metrics on {addr}: {e}")))?;
+    let latency = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0, 30.0,
+    ];
+    let sizes = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+    let handle = PrometheusBuilder::new()
+        .add_global_label("node", node)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(GROUP_COMMIT_OPS.into()), &sizes))
+        .map_err(|e| DdbError::internal(format!("metrics buckets: {e}")))?
+        .install_recorder()
+        .map_err(|e| DdbError::internal(format!("cannot install the metrics recorder: {e}")))?;
+    describe();
+    Ok((listener, handle))
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        REQUESTS,
+        "Requests answered, by op and outcome (ok or error code)"
+    );
+    describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "From intake to reply, by op"
+    );
+    describe_histogram!(
+        STORE_SECONDS,
+        Unit::Seconds,
+        "Store time of a write batch or an apply, by phase"
+    );
+    describe_histogram!(
+        APPEND_SECONDS,
+        Unit::Seconds,
+        "Appending one entry to the log"
+    );
+    describe_histogram!(
+        GROUP_COMMIT_OPS,
+        "Writes committed together in one log entry"
+    );
+    describe_counter!(
+        STORE_ERRORS,
+        "Store failures that are not the client's doing, by code"
+    );
+    describe_counter!(NATS_EVENTS, "NATS connection events, by event");
+    describe_gauge!(
+        DB_APPLIED_SEQ,
+        "The last log entry applied to this database here"
+    );
+    describe_gauge!(
+        DB_LOG_SEQ,
+        "The last log entry of this database seen in the log"
+    );
+    describe_gauge!(
+        "ddb_applied_seq",
+        "Every log entry up to this stream seq is applied here"
+    );
+    describe_gauge!(
+        "ddb_log_seq",
+        "The log's last stream seq as this node last saw it"
+    );
+    describe_gauge!("ddb_lag", "log_seq - applied_seq");
+    describe_gauge!(
+        "ddb_broken_databases",
+        "Databases this node stopped applying"
+    );
+    describe_gauge!(
+        "ddb_mode",
+        "1 for the node's current mode (master, replica, failover, starting)"
+    );
+    describe_gauge!("ddb_uptime_seconds", "Seconds since the node started");
+}
+
+/// A store error worth an operator's attention (not a client mistake).
+pub fn store_error(e: &DdbError) {
+    if matches!(
+        e.code,
+        ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Timeout
+    ) {
+        metrics::counter!(STORE_ERRORS, "code" => e.code.as_str()).increment(1);
+    }
+}
+
+/// The gauges that follow the node's state; refreshed with every heartbeat.
+pub(crate) fn refresh(node: &NodeRef) {
+    let applied = node.position();
+    let log_seq = node.log_seq.load(Ordering::Relaxed).max(applied);
+    metrics::gauge!("ddb_applied_seq").set(applied as f64);
+    metrics::gauge!("ddb_log_seq").set(log_seq as f64);
+    metrics::gauge!("ddb_lag").set((log_seq - applied) as f64);
+    let broken = node.broken.lock().map(|b| b.len()).unwrap_or(0);
+    metrics::gauge!("ddb_broken_databases").set(broken as f64);
+    let mode = node.mode();
+    for m in [
+        super::Mode::Master,
+        super::Mode::Replica,
+        super::Mode::Failover,
+        super::Mode::Starting,
+    ] {
+        let name = format!("{m:?}").to_ascii_lowercase();
+        metrics::gauge!("ddb_mode", "mode" => name).set(f64::from(u8::from(m == mode)));
+    }
+    metrics::gauge!("ddb_uptime_seconds").set(node.started.elapsed().as_secs_f64());
+}
+
+/// Serves `GET /metrics` until `stop`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    stop: CancellationToken,
+) {
+    loop {
+        let (mut socket, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            // A scrape request fits in one small read; a client that sends nothing is dropped.
+            let mut buf = [0u8; 2048];
+            let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or("");
+            let response = if head.starts_with("GET ")
+                && (path == "/metrics" || path.starts_with("/metrics?"))
+            {
+                let body = handle.render();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 23\r\nConnection: close\r\n\r\nmetrics are at /metrics".to_owned()
+            };
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
+/// The local address actually bound (a port of 0 picks a free one).
+pub(crate) fn bound(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}
