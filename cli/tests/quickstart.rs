@@ -225,12 +225,15 @@ impl Drop for Up {
 }
 
 /// `ddb ARGS` as a separate process (a second terminal); returns (exit code, stdout, stderr).
+/// Its own log is limited to errors, so that stderr holds what it says to the user.
 fn ddb(dir: &Path, port: u16, args: &[&str]) -> (i32, String, String) {
     let mut child = Command::new(DDB)
         .args(args)
         .current_dir(dir)
         .env("DDB_NATS", format!("nats://127.0.0.1:{port}"))
+        .env("RUST_LOG", "error")
         .env_remove("DDB_PREFIX")
+        .env_remove("DDB_MAX_LAG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

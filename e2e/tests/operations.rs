@@ -224,7 +224,7 @@ async fn every_node_answers_the_micro_protocol() {
         .iter()
         .map(|e| e["subject"].as_str().unwrap())
         .collect();
-    assert_eq!(subjects, ["ddb.ops", "ddb.node.slave1"]);
+    assert_eq!(subjects, ["ddb.ops", "ddb.node.slave1", "ddb.reads"]);
     let stats = gather(&c, "$SRV.STATS.ddb.master", Duration::from_millis(800)).await;
     assert_eq!(stats.len(), 1);
     let ops = &stats[0]["endpoints"][0];

@@ -8,6 +8,8 @@ pub struct Subjects {
 
 /// Queue group of the writers on the intake subject.
 pub const WRITERS_QUEUE: &str = "writers";
+/// Queue group of every node on the reads subject.
+pub const READERS_QUEUE: &str = "readers";
 
 impl Subjects {
     pub fn new(prefix: &str) -> Self {
@@ -23,6 +25,12 @@ impl Subjects {
     /// Intake for writes (and any op): the master's queue group, slaves join in failover.
     pub fn ops(&self) -> String {
         format!("{}.ops", self.prefix)
+    }
+
+    /// Reads (SEARCH, CHECKSUM) from whichever node NATS picks: every node that serves
+    /// requests is in one queue group there.
+    pub fn reads(&self) -> String {
+        format!("{}.reads", self.prefix)
     }
 
     /// Direct request-reply subject of one node.

@@ -66,7 +66,7 @@ async def scenario(nc):
     by_id = {i["id"]: i for i in infos}
     check(set(by_id) == {"master", "slave1"}, f"INFO from {sorted(by_id)}")
     subjects = [e["subject"] for e in by_id.get("slave1", {}).get("endpoints", [])]
-    check(subjects == ["ddb.ops", "ddb.node.slave1"], f"slave1 endpoints {subjects}")
+    check(subjects == ["ddb.ops", "ddb.node.slave1", "ddb.reads"], f"slave1 endpoints {subjects}")
     check(by_id.get("master", {}).get("metadata", {}).get("mode") == "master", f"master metadata {by_id.get('master')}")
     # `nats micro stats ddb`: request counts move with requests.
     msg = await nc.request("ddb.node.slave1", json.dumps({"op": "CREATE_DB", "db": "x"}).encode(), timeout=10)

@@ -1,13 +1,14 @@
 //! Requests in: `<prefix>.node.<name>` always, `<prefix>.ops` (queue group `writers`) while
-//! this node takes writes. Every request gets a typed reply; a message without a reply
-//! subject (`nats pub`) that fails is logged instead.
+//! this node takes writes, `<prefix>.reads` (queue group `readers`, reads only) once it has
+//! started. Every request gets a typed reply; a message without a reply subject
+//! (`nats pub`) that fails is logged instead.
 
 use super::writer::Job;
 use super::{Mode, NodeRef};
 use crate::error::DdbError;
 use crate::op::{parse_request, Op, ReadOp};
 use crate::reply::Reply;
-use crate::subjects::WRITERS_QUEUE;
+use crate::subjects::{READERS_QUEUE, WRITERS_QUEUE};
 use async_nats::{Message, Subject, Subscriber};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -24,9 +25,16 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
     };
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut ops: Option<Subscriber> = None;
+    let mut reads: Option<Subscriber> = None;
     let mut mode = node.mode.subscribe();
     loop {
-        let takes_writes = matches!(*mode.borrow_and_update(), Mode::Master | Mode::Failover);
+        let current = *mode.borrow_and_update();
+        // A master still replaying the log would only make reads wait: it joins when it is
+        // done. Replicas serve reads at once (a read's min_seq waits for what it needs).
+        if current != Mode::Starting && reads.is_none() {
+            reads = subscribe_to(&node, &stop, node.subjects.reads(), Some(READERS_QUEUE)).await;
+        }
+        let takes_writes = matches!(current, Mode::Master | Mode::Failover);
         if takes_writes && ops.is_none() {
             ops = subscribe(&node, &stop, Some(WRITERS_QUEUE)).await;
             tracing::info!(node = %node.name(), subject = %node.subjects.ops(), "intake open");
@@ -45,6 +53,7 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
             _ = mode.changed() => continue,
             m = direct.next() => m,
             m = next_or_pending(&mut ops) => m,
+            m = next_or_pending(&mut reads) => m,
         };
         match msg {
             Some(m) => handle(&node, &in_flight, m).await,
@@ -55,11 +64,12 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
                     None => break,
                 }
                 ops = None;
+                reads = None;
             }
         }
     }
     let _ = direct.unsubscribe().await;
-    if let Some(mut sub) = ops {
+    for mut sub in [ops, reads].into_iter().flatten() {
         let _ = sub.unsubscribe().await;
     }
     // Wait for requests in hand to be answered.
@@ -82,14 +92,23 @@ async fn subscribe(
     stop: &CancellationToken,
     queue: Option<&str>,
 ) -> Option<Subscriber> {
+    let subject = match queue {
+        None => node.subjects.node(node.name()),
+        Some(_) => node.subjects.ops(),
+    };
+    subscribe_to(node, stop, subject, queue).await
+}
+
+async fn subscribe_to(
+    node: &NodeRef,
+    stop: &CancellationToken,
+    subject: String,
+    queue: Option<&str>,
+) -> Option<Subscriber> {
     loop {
         let r = match queue {
-            None => node.client.subscribe(node.subjects.node(node.name())).await,
-            Some(q) => {
-                node.client
-                    .queue_subscribe(node.subjects.ops(), q.to_owned())
-                    .await
-            }
+            None => node.client.subscribe(subject.clone()).await,
+            Some(q) => node.client.queue_subscribe(subject.clone(), q.to_owned()).await,
         };
         match r {
             Ok(s) => return Some(s),
@@ -154,6 +173,8 @@ impl ReplyTo {
             .record(took.as_secs_f64());
         let endpoint = if self.origin.as_str() == node.subjects.ops() {
             super::micro::Endpoint::Ops
+        } else if self.origin.as_str() == node.subjects.reads() {
+            super::micro::Endpoint::Reads
         } else {
             super::micro::Endpoint::Node
         };
@@ -172,7 +193,7 @@ impl ReplyTo {
         let max = node.max_payload;
         if max > 0 && bytes.len() > max {
             let e = DdbError::too_large(format!(
-                "the reply is {} bytes, more than the server's max_payload of {max}; narrow the SEARCH with a condition, columns or limit",
+                "the reply is {} bytes, more than the server's max_payload of {max}; ask for fewer rows with limit and page with after (each reply's next), or narrow the SEARCH with a condition or columns",
                 bytes.len()
             ));
             bytes = Reply::error(node.name(), &e).to_bytes();
@@ -199,6 +220,15 @@ async fn handle(node: &NodeRef, in_flight: &Arc<Semaphore>, msg: Message) {
         Err(e) => return to.send(node, "?", "?", Err(e)).await,
     };
     match request.op {
+        Op::Write(op) if to.origin.as_str() == node.subjects.reads() => {
+            let e = DdbError::bad_request(format!(
+                "{} serves reads (SEARCH, CHECKSUM) only; send writes to {}",
+                node.subjects.reads(),
+                node.subjects.ops()
+            ));
+            let db = op.db().to_string();
+            to.send(node, op.name(), &db, Err(e)).await
+        }
         Op::Write(op) => {
             if let Some(refusal) = to.write_refusal(node) {
                 let db = op.db().to_string();

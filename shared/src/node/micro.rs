@@ -24,10 +24,11 @@ struct EndpointStats {
     processing: Duration,
 }
 
-/// Per-endpoint counters: `ops` (writes through the queue group), `node` (this node's subject).
+/// Per-endpoint counters: `ops` (writes through the queue group), `node` (this node's
+/// subject), `reads` (reads through their queue group).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    endpoints: Mutex<[EndpointStats; 2]>,
+    endpoints: Mutex<[EndpointStats; 3]>,
 }
 
 /// Which endpoint a request came in on.
@@ -35,6 +36,7 @@ pub(crate) struct Stats {
 pub(crate) enum Endpoint {
     Ops = 0,
     Node = 1,
+    Reads = 2,
 }
 
 impl Stats {
@@ -49,7 +51,7 @@ impl Stats {
         }
     }
 
-    fn snapshot(&self) -> [EndpointStats; 2] {
+    fn snapshot(&self) -> [EndpointStats; 3] {
         self.endpoints
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -65,6 +67,7 @@ fn endpoints(node: &NodeRef) -> Vec<(&'static str, String, Option<&'static str>)
             Some(crate::subjects::WRITERS_QUEUE),
         ),
         ("node", node.subjects.node(node.name()), None),
+        ("reads", node.subjects.reads(), Some(crate::subjects::READERS_QUEUE)),
     ]
 }
 
@@ -212,7 +215,7 @@ mod tests {
             Some("constraint: dup"),
         );
         s.record(Endpoint::Node, Duration::from_millis(1), None);
-        let [ops, node] = s.snapshot();
+        let [ops, node, _] = s.snapshot();
         assert_eq!((ops.requests, ops.errors), (2, 1));
         assert_eq!(ops.last_error, "constraint: dup");
         assert_eq!(ops.processing, Duration::from_millis(6));

@@ -260,6 +260,17 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
     for e in outcomes.iter().filter_map(|r| r.as_ref().err()) {
         super::metrics::store_error(e);
     }
+    // An op cut off at the query timeout can take the whole store transaction with it
+    // (SQLite rolls back the transaction of an interrupted write): run the batch's ops one
+    // by one, so that only the slow one fails.
+    if jobs.len() > 1
+        && outcomes
+            .iter()
+            .any(|r| r.as_ref().is_err_and(|e| e.code == ErrorCode::Timeout))
+    {
+        let _ = txn.rollback().await;
+        return Attempt::Split;
+    }
     let logged: Vec<(&WriteOp, Option<&str>)> = jobs
         .iter()
         .zip(&outcomes)

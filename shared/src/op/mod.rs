@@ -38,8 +38,9 @@ impl Default for Limits {
     }
 }
 
-/// The longest paging cursor accepted (a cursor holds one row's order-by and key values).
-pub const MAX_CURSOR_LEN: usize = 64 * 1024;
+/// The longest paging cursor a client may need to send: a cursor holds one row's order
+/// values, and a request is at most 1 MiB by default.
+pub const MAX_CURSOR_LEN: usize = 1024 * 1024;
 
 /// The longest `op_id` accepted; it becomes a NATS header value.
 pub const MAX_OP_ID_LEN: usize = 128;
@@ -547,6 +548,8 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
             };
             let after = match f.take("after") {
                 None | Some(Json::Null) => None,
+                // A cursor holds one row's order values, as long as those are: the request's
+                // size limit bounds it.
                 Some(Json::String(s)) if !s.is_empty() && s.len() <= MAX_CURSOR_LEN => Some(s),
                 Some(_) => {
                     return Err(DdbError::bad_request(

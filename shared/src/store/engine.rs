@@ -38,6 +38,10 @@ pub(crate) trait SqlConn: Send {
     async fn batch(&mut self, sql: &str) -> Result<(), DdbError>;
     /// Statements started after this point are cancelled (`timeout`) once `deadline` passes.
     fn set_deadline(&mut self, deadline: Option<Instant>);
+    /// Whether the transaction this connection began is still open. Some failures make the
+    /// engine roll back the whole transaction (SQLite on an interrupted write, SQL Server on
+    /// a deadlock or a dropped connection), not just the failing statement.
+    fn in_transaction(&mut self) -> bool;
 }
 
 /// What [`SqlConn::for_each_row`] feeds: `Ok(true)` to go on.
@@ -262,6 +266,7 @@ impl<B: Backend> Store for SqlStore<B> {
             dropped: false,
             pending: HashMap::new(),
             op_timeout,
+            aborted: None,
         }))
     }
 
@@ -374,6 +379,9 @@ struct Txn<B: Backend> {
     /// How long one op may run (the writer's `--query-timeout-ms`; none when replaying the log,
     /// which must apply what the writer applied, however long it takes).
     op_timeout: Option<Duration>,
+    /// Set when the engine rolled the whole transaction back under us: nothing of it may be
+    /// committed or logged, and every op of it fails.
+    aborted: Option<DdbError>,
 }
 
 impl<B: Backend> Txn<B> {
@@ -575,6 +583,25 @@ impl<B: Backend> Txn<B> {
     }
 
     async fn execute_one(&mut self, op: &WriteOp) -> Result<Applied, DdbError> {
+        if let Some(e) = &self.aborted {
+            return Err(e.clone());
+        }
+        let result = self.execute_inner(op).await;
+        if result.is_err() && !self.created && !self.dropped {
+            if let Some(conn) = self.conn.as_mut() {
+                if !conn.in_transaction() {
+                    tracing::warn!(db = %self.db, op = op.name(), "the engine rolled back the whole transaction; failing every op of it");
+                    self.aborted = Some(DdbError::unavailable(format!(
+                        "the store rolled back this write's transaction after another op in it failed ({}); nothing was applied: retry",
+                        result.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        result
+    }
+
+    async fn execute_inner(&mut self, op: &WriteOp) -> Result<Applied, DdbError> {
         if op.db() != &self.db {
             return Err(DdbError::internal(format!(
                 "op for database {} in a transaction on {}",
@@ -668,8 +695,12 @@ impl<B: Backend> Txn<B> {
                 let conn = self.conn_mut()?;
                 // The deadline may have passed: the rollback must still run.
                 conn.set_deadline(None);
-                for sql in d.rollback_to_savepoint_sql() {
-                    conn.batch(sql).await?;
+                // If the engine already rolled back the whole transaction, the savepoint is
+                // gone with it; `execute_one` notices and fails the transaction.
+                if conn.in_transaction() {
+                    for sql in d.rollback_to_savepoint_sql() {
+                        conn.batch(sql).await?;
+                    }
                 }
                 Err(e)
             }
@@ -703,10 +734,19 @@ impl<B: Backend> WriteTxn for Txn<B> {
         for op in &ops {
             out.push(self.execute_one(op).await);
         }
+        // Ops that succeeded before the engine rolled everything back were undone too.
+        if let Some(e) = &self.aborted {
+            for r in out.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e.clone());
+            }
+        }
         out
     }
 
     async fn commit(mut self: Box<Self>, seq: u64) -> Result<(), DdbError> {
+        if let Some(e) = self.aborted.take() {
+            return Err(e);
+        }
         let d = self.dialect();
         if self.dropped {
             // The tombstone goes first: if we crash before the files are gone, the next start
@@ -747,7 +787,9 @@ impl<B: Backend> WriteTxn for Txn<B> {
         let d = self.dialect();
         if let Some(mut conn) = self.conn.take() {
             conn.set_deadline(None);
-            conn.batch(d.rollback_sql()).await?;
+            if conn.in_transaction() {
+                conn.batch(d.rollback_sql()).await?;
+            }
         }
         if self.created {
             self.store.forget(&self.db);
@@ -826,7 +868,19 @@ impl<'a> PageBuilder<'a> {
             out.insert(name.to_string(), v.to_json());
         }
         self.bytes += size;
-        if self.budget > 0 && self.bytes > self.budget {
+        // The next cursor carries this row's order values (base64 of JSON: 4/3 of them).
+        let cursor = if self.plan.limit.is_some() {
+            let keys: usize = self
+                .plan
+                .order_positions
+                .iter()
+                .map(|&i| json_len(&row[i]) + 1)
+                .sum();
+            (keys + 64) * 4 / 3
+        } else {
+            0
+        };
+        if self.budget > 0 && self.bytes + cursor > self.budget {
             return Err(DdbError::too_large(format!(
                 "the SEARCH reply would be larger than the server's max_payload of {} bytes after {} rows; ask for fewer rows with limit and page with after (each reply's next), or narrow it with a condition or columns",
                 self.budget,

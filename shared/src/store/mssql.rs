@@ -1303,6 +1303,12 @@ impl SqlConn for MssqlConn {
     fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
     }
+
+    fn in_transaction(&mut self) -> bool {
+        // `settle` checks @@TRANCOUNT after every failed statement inside a transaction and
+        // marks the connection broken when the server ended it.
+        self.in_txn && !self.broken
+    }
 }
 
 impl MssqlConn {

@@ -353,6 +353,10 @@ impl SqlConn for SqliteConn {
         Ok(())
     }
 
+    fn in_transaction(&mut self) -> bool {
+        !self.0.conn.is_autocommit()
+    }
+
     fn set_deadline(&mut self, deadline: Option<Instant>) {
         let at = deadline.map_or(0, nanos_since_epoch);
         self.0.deadline.store(at, Ordering::Relaxed);
