@@ -39,6 +39,8 @@ pub struct Cluster {
     node_args: Vec<String>,
     /// When set, each node's stderr goes to `<dir>/<name>.log` (see [`Cluster::node_log`]).
     capture_logs: bool,
+    /// `RUST_LOG` of nodes started from now on (default: `DDB_TEST_NODE_LOG`, else `warn`).
+    log_filter: Option<String>,
 }
 
 impl Cluster {
@@ -94,6 +96,7 @@ impl Cluster {
             heartbeats,
             node_args: node_args.iter().map(|s| s.to_string()).collect(),
             capture_logs: false,
+            log_filter: None,
         }
     }
 
@@ -143,6 +146,11 @@ impl Cluster {
         self.capture_logs = true;
     }
 
+    /// From now on, nodes are started with `RUST_LOG=filter`.
+    pub fn set_node_log_filter(&mut self, filter: &str) {
+        self.log_filter = Some(filter.to_owned());
+    }
+
     /// What a node wrote to stderr so far (with [`Cluster::capture_node_logs`]).
     pub fn node_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
@@ -188,7 +196,9 @@ impl Cluster {
             .args(extra)
             .env(
                 "RUST_LOG",
-                std::env::var("DDB_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+                self.log_filter.clone().unwrap_or_else(|| {
+                    std::env::var("DDB_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into())
+                }),
             )
             .stdin(Stdio::null());
         if self.capture_logs {

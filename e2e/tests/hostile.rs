@@ -754,7 +754,157 @@ fn corpus() -> Vec<Case> {
         c.read(code, op);
     }
     schema_ops_and_cursors(&mut c);
+    transactions_and_expectations(&mut c);
     c.0
+}
+
+/// TRANSACTION and `expect`: malformed ones are refused whole, and ones that fail in the
+/// store apply nothing (the corpus test checks every node's data is unchanged).
+fn transactions_and_expectations(c: &mut Corpus) {
+    let tx = |ops: Json| json!({"op":"TRANSACTION","db":"h","ops":ops});
+    let ok_update = json!({"op":"UPDATE","table":"t","data":{"v":"changed"},"condition":{"id":1}});
+    for (ops, code) in [
+        (json!([]), "bad_request"),
+        (json!({}), "bad_request"),
+        (json!("UPDATE"), "bad_request"),
+        (json!(null), "bad_request"),
+        (json!([1]), "bad_request"),
+        (json!([[]]), "bad_request"),
+        (json!([{"op":"CREATE_DB","db":"h"}]), "bad_request"),
+        (json!([{"op":"DROP_DB"}]), "bad_request"),
+        (
+            json!([ok_update, {"op":"TRANSACTION","ops":[ok_update]}]),
+            "bad_request",
+        ),
+        (json!([{"op":"SEARCH","table":"t"}]), "bad_request"),
+        (json!([{"op":"CHECKSUM"}]), "bad_request"),
+        (
+            json!([ok_update, {"op":"INSERT","db":"other","table":"t","data":{"id":9}}]),
+            "bad_request",
+        ),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"op_id":"x"}]),
+            "bad_request",
+        ),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"min_seq":1}]),
+            "bad_request",
+        ),
+        (json!([{"op":"DELETE","table":"t"}]), "bad_request"),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"surprise":1}]),
+            "bad_request",
+        ),
+        (json!([{"op":"FLY","table":"t"}]), "bad_request"),
+        (
+            json!([{"op":"DELETE","table":"x; DROP TABLE t","condition":{}}]),
+            "invalid_name",
+        ),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"expect":{"affected":-1}}]),
+            "bad_request",
+        ),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"expect":{"affected":"1"}}]),
+            "bad_request",
+        ),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"expect":{"rows":[]}}]),
+            "bad_request",
+        ),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"expect":{}}]),
+            "bad_request",
+        ),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"expect":1}]),
+            "bad_request",
+        ),
+        (
+            json!([{"op":"DELETE","table":"t","condition":{},"expect":{"affected":1,"and":2}}]),
+            "bad_request",
+        ),
+    ] {
+        c.parse(code, tx(ops));
+    }
+    c.parse("bad_request", json!({"op":"TRANSACTION","db":"h"}));
+    c.parse("bad_request", json!({"op":"TRANSACTION","ops":[ok_update]}));
+    c.parse(
+        "bad_request",
+        json!({"op":"TRANSACTION","db":"h","ops":[ok_update],"min_seq":1}),
+    );
+    c.parse(
+        "bad_request",
+        json!({"op":"TRANSACTION","db":"h","ops":[ok_update],"condition":{}}),
+    );
+    c.parse("bad_request", json!({"op":"UPDATE","db":"h","table":"t","data":{"v":"x"},"condition":{},"expect":{"affected":1.5}}));
+    c.parse(
+        "bad_request",
+        json!({"op":"INSERT","db":"h","table":"t","data":{"id":99},"expect":{"affected":1}}),
+    );
+    c.parse(
+        "bad_request",
+        json!({"op":"SEARCH","db":"h","table":"t","expect":{"affected":1}}),
+    );
+    // Over the limits: more ops than --max-tx-ops, more rows than an INSERT may carry.
+    let many: Vec<Json> = (0..1001).map(|_| ok_update.clone()).collect();
+    c.parse("too_large", tx(Json::Array(many)));
+    let rows: Vec<Json> = (0..5001).map(|i| json!({"id": 100_000 + i})).collect();
+    let big_insert = json!({"op":"INSERT","table":"t","data":rows});
+    c.parse("too_large", tx(json!([big_insert, big_insert])));
+    // Well-formed, failing in the store: the failing op's code, nothing applied.
+    for (ops, code) in [
+        (
+            json!([ok_update, {"op":"INSERT","table":"t","data":{"id":1}}]),
+            "constraint",
+        ),
+        (
+            json!([ok_update, {"op":"UPDATE","table":"t","data":{"v":"x"},"condition":{"id":2},"expect":{"affected":2}}]),
+            "precondition_failed",
+        ),
+        (
+            json!([ok_update, {"op":"DELETE","table":"nosuch","condition":{}}]),
+            "table_not_found",
+        ),
+        (
+            json!([ok_update, {"op":"UPDATE","table":"t","data":{"nope":1},"condition":{}}]),
+            "column_not_found",
+        ),
+        (
+            json!([ok_update, {"op":"UPDATE","table":"t","data":{"n":"text"},"condition":{}}]),
+            "type_mismatch",
+        ),
+        (
+            json!([{"op":"CREATE_TABLE","table":"fresh","data":{"a":"int"}}, {"op":"CREATE_TABLE","table":"t","data":{"a":"int"}}]),
+            "table_exists",
+        ),
+        (
+            json!([{"op":"ADD_COLUMN","table":"t","data":{"w":"int"}}, {"op":"CREATE_INDEX","table":"t","index":"by_v","columns":["v"]}]),
+            "index_exists",
+        ),
+        (
+            json!([{"op":"DROP_INDEX","table":"t","index":"by_v"}, {"op":"DELETE","table":"t","condition":{},"expect":{"affected":0}}]),
+            "precondition_failed",
+        ),
+        (
+            json!([{"op":"DROP_TABLE","table":"t"}, {"op":"INSERT","table":"t","data":{"id":1}}]),
+            "table_not_found",
+        ),
+    ] {
+        c.write(code, tx(ops));
+    }
+    c.write(
+        "db_not_found",
+        json!({"op":"TRANSACTION","db":"nodb","ops":[ok_update]}),
+    );
+    c.write(
+        "precondition_failed",
+        json!({"op":"UPDATE","db":"h","table":"t","data":{"v":"x"},"condition":{"id":1},"expect":{"affected":0}}),
+    );
+    c.write(
+        "precondition_failed",
+        json!({"op":"DELETE","db":"h","table":"t","condition":{},"expect":{"affected":1}}),
+    );
 }
 
 /// A cursor as ddb writes it (base64url of `{"v":1,"f":fingerprint,"k":keys,"s":skip}`),
@@ -1096,10 +1246,13 @@ fn schema_ops_and_cursors(c: &mut Corpus) {
         json!(["eyJ2IjoxfQ"]),
         json!({}),
         json!({"v":1}),
-        json!("A".repeat(64 * 1024 + 1)),
-        json!("x".repeat(300_000)),
     ] {
         c.parse("bad_request", with(bad));
+    }
+    // Long strings are read as cursors (a cursor is as long as its row's order values), and
+    // refused by the node that cannot decode them.
+    for bad in [json!("A".repeat(64 * 1024 + 1)), json!("x".repeat(300_000))] {
+        c.read("bad_request", with(bad));
     }
     for raw in ["-1", "-9223372036854775808", "1.5", "\"2\""] {
         c.raw(

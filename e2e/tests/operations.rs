@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A cluster whose nodes serve metrics on free ports and log JSON.
+/// A cluster whose nodes serve metrics on free ports and log JSON with the default filter.
 async fn observed_cluster() -> Cluster {
     let nats = NatsServer::start();
     let opts = ddb::connect::NatsOptions::new(&[nats.url()]);
@@ -21,6 +21,7 @@ async fn observed_cluster() -> Cluster {
     )
     .await;
     c.capture_node_logs();
+    c.set_node_log_filter(ddb::cli::DEFAULT_LOG_FILTER);
     c.start_all(2).await;
     c
 }
@@ -236,8 +237,6 @@ async fn every_node_answers_the_micro_protocol() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn json_logs_are_one_object_per_line() {
-    // The harness starts nodes at `warn`; this test needs what a node logs by default.
-    std::env::set_var("DDB_TEST_NODE_LOG", ddb::cli::DEFAULT_LOG_FILTER);
     let mut c = observed_cluster().await;
     let bad = c
         .req(
@@ -285,4 +284,60 @@ async fn json_logs_are_one_object_per_line() {
         slave2.iter().any(|v| v["message"] == "node stopped"),
         "{slave2:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_spread_over_every_node_and_keep_read_your_writes() {
+    let c = Cluster::start(2).await;
+    c.ok(&writer(), json!({"op":"CREATE_DB","db":"rd"})).await;
+    c.ok(
+        &writer(),
+        json!({"op":"CREATE_TABLE","db":"rd","table":"t","data":{"id":"int"},"primary_key":"id"}),
+    )
+    .await;
+    let nats = c.client.nats().clone();
+    let ask = |body: Json| {
+        let nats = nats.clone();
+        async move {
+            let m = within(
+                15,
+                "request on ddb.reads",
+                nats.request("ddb.reads", body.to_string().into()),
+            )
+            .await
+            .expect("an answer on ddb.reads");
+            serde_json::from_slice::<Json>(&m.payload).unwrap()
+        }
+    };
+    let mut answered_by = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        let seq = c
+            .ok(
+                &writer(),
+                json!({"op":"INSERT","db":"rd","table":"t","data":{"id":i}}),
+            )
+            .await
+            .seq
+            .unwrap();
+        // Whichever node answers has applied the write first.
+        let r =
+            ask(json!({"op":"SEARCH","db":"rd","table":"t","condition":{"id":i},"min_seq":seq}))
+                .await;
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["rows"], json!([{"id":i}]), "{r}");
+        assert!(r["seq"].as_u64().unwrap() >= seq);
+        answered_by.insert(r["node"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        answered_by.len() >= 2,
+        "reads spread over the nodes: {answered_by:?}"
+    );
+    let r = ask(json!({"op":"INSERT","db":"rd","table":"t","data":{"id":1000}})).await;
+    assert_eq!(r["error"]["code"], "bad_request");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("ddb.ops"),
+        "{r}"
+    );
+    let r = ask(json!({"op":"CHECKSUM","db":"rd"})).await;
+    assert_eq!(r["tables"][0]["rows"], 60, "{r}");
 }
