@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start nats-server, the master, N slaves and the GUI; Ctrl-C stops them all.
+    /// Start nats-server, the master, N slaves and the GUI; restart a node that crashes;
+    /// Ctrl-C stops them all.
     Up(up::UpArgs),
     /// Stop nodes of the running `ddb up` on purpose: they stay down (no restart) until
     /// `ddb start`, e.g. to show failover.

@@ -750,6 +750,77 @@ echo '    Finished stand-in build' >&2
 }
 
 #[test]
+fn a_first_up_with_the_nodes_not_built_estimates_the_build_and_runs_what_it_built() {
+    // `ddb` in a target directory of its own (hard-linked, so that it runs from there) where
+    // the nodes are not built yet; the stand-in cargo "builds" them by linking the real ones
+    // into the --target-dir it is given.
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let out_dir = dir.join("target").join("debug");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(dir.join("target").join("CACHEDIR.TAG"), "").unwrap();
+    let ddb = out_dir.join("ddb");
+    std::fs::hard_link(DDB, &ddb)
+        .or_else(|_| std::fs::copy(DDB, &ddb).map(|_| ()))
+        .unwrap();
+    let real = Path::new(DDB).parent().unwrap();
+    let log = dir.join("cargo.log");
+    let fake = dir.join("cargo");
+    std::fs::write(
+        &fake,
+        format!(
+            r#"#!/bin/sh
+printf 'args: %s\n' "$*" >> '{log}'
+while [ $# -gt 0 ]; do [ "$1" = --target-dir ] && t="$2"; shift; done
+ln -s '{real}/ddb-master' "$t/debug/ddb-master" && ln -s '{real}/ddb-slave' "$t/debug/ddb-slave"
+"#,
+            log = log.display(),
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(&ddb);
+    cmd.args(["up", "--no-gui", "--nats-monitor-port", "-1"])
+        .args(["--nats-port", &port.to_string()])
+        .current_dir(dir)
+        .env("CARGO", &fake)
+        .env_remove("DDB_DATA")
+        .env_remove("DDB_PREFIX");
+    let mut up = Up::spawn(cmd);
+    up.wait_for("[ddb] ready in ", 90);
+    let out = up.output();
+    assert!(
+        out.contains("[build] first build of ddb-master, ddb-slave (debug): about a minute on "),
+        "{out}"
+    );
+    assert_eq!(up.count("[build] running: "), 1, "{out}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls,
+        format!(
+            "args: build --bins -p ddb-cli -p ddb-master -p ddb-slave --target-dir {}\n",
+            dir.join("target").canonicalize().unwrap().display()
+        ),
+        "one build, into this target directory, without the GUI (neither wanted nor built)"
+    );
+    let banner = banner(&out);
+    assert!(
+        banner.contains("[ddb] binaries: ./target/debug/ddb-master ./target/debug/ddb-slave "),
+        "the nodes found after the build:\n{banner}"
+    );
+    assert!(
+        banner.contains("[ddb]   ./target/debug/ddb req '"),
+        "{banner}"
+    );
+    assert!(banner_paths_exist(&banner, dir) >= 4, "{banner}");
+    let status = up.interrupt();
+    assert!(status.success(), "{}", up.output());
+}
+
+#[test]
 fn a_node_killed_under_up_is_restarted_after_a_pause_that_grows() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path();

@@ -1,6 +1,5 @@
 //! Operating a node: Prometheus metrics, the NATS micro protocol, JSON logs.
 
-use ddb::heartbeat::Mode;
 use ddb_e2e::*;
 use ddb_testsupport::NatsServer;
 use futures::StreamExt;

@@ -294,6 +294,7 @@ pub(crate) mod tests {
             version: "0.1.0".into(),
             interval_ms: 1000,
             broken: vec![],
+            metrics: None,
         }
     }
 

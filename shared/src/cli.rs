@@ -89,6 +89,16 @@ pub struct NodeArgs {
     /// Most rows one INSERT may carry.
     #[arg(long, env = "DDB_MAX_ROWS", default_value_t = 10_000)]
     pub max_rows_per_insert: usize,
+    /// Seconds each database remembers the op_ids it applied (a retry within it is answered
+    /// `duplicate`, after any restart, on any node).
+    #[arg(long, env = "DDB_OP_ID_WINDOW", default_value_t = 24 * 3600)]
+    pub op_id_window: u64,
+    /// At most this many op_ids are remembered per database (the oldest go first).
+    #[arg(long, env = "DDB_OP_ID_WINDOW_IDS", default_value_t = 1_000_000)]
+    pub op_id_window_ids: u64,
+    /// JetStream's own duplicate window when this node creates the log stream (ms).
+    #[arg(long, env = "DDB_LOG_DUPLICATE_WINDOW_MS", default_value_t = 120_000)]
+    pub log_duplicate_window_ms: u64,
     /// Most ops one TRANSACTION may hold.
     #[arg(long, env = "DDB_MAX_TX_OPS", default_value_t = 1_000)]
     pub max_tx_ops: usize,
@@ -150,6 +160,9 @@ impl NodeArgs {
         cfg.query_timeout =
             (self.query_timeout_ms > 0).then(|| Duration::from_millis(self.query_timeout_ms));
         cfg.metrics_addr = self.metrics_addr.filter(|a| !a.is_empty());
+        cfg.op_id_window = Duration::from_secs(self.op_id_window);
+        cfg.op_id_max = self.op_id_window_ids.max(1);
+        cfg.stream.duplicate_window = Duration::from_millis(self.log_duplicate_window_ms.max(100));
         cfg
     }
 }

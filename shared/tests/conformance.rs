@@ -145,6 +145,7 @@ async fn run_suite(store: Arc<dyn Store>, prefix: &str) {
     schema_ops::schema_ops(&h).await;
     paging::paging(&h).await;
     tx::transactions_and_expectations(&h).await;
+    tx::op_ids_are_remembered_with_the_commit(&h).await;
     h.cleanup().await;
 }
 

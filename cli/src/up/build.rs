@@ -70,19 +70,33 @@ pub fn set_by_cargo(name: &str) -> bool {
     PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
 
-/// A rough time for a first build on `cores` cores: from about 9 minutes (release, GUI
-/// included) on 2 cores; cargo gains little beyond 8.
-pub fn first_build_estimate(profile: &str, gui: bool, cores: usize) -> Duration {
-    // Core-minutes of a first build: a rough figure, from a 2-core machine that took about 11
-    // minutes to `ready` when part of the build ran twice.
-    let work = match (profile == "debug", gui) {
-        (false, true) => 17.0,
-        (false, false) => 10.0,
-        (true, true) => 9.0,
-        (true, false) => 5.0,
-    };
-    let minutes: f64 = work / cores.clamp(1, 8) as f64;
-    Duration::from_secs((minutes.max(1.0) * 60.0).round() as u64)
+/// A rough time for `ddb up`'s build to make the `missing` binaries on `cores` cores. `ddb`
+/// itself is built (it runs), and with it most dependencies; the GUI is the big part (iced,
+/// and the dependencies whose features it changes). Cargo gains little beyond 8 cores.
+pub fn build_estimate(profile: &str, missing: &[&str], cores: usize) -> Duration {
+    let release = profile != "debug";
+    // Core-minutes, rough figures from a 2-core machine (a full release build of ddb, the
+    // nodes and the GUI, which is what the README's first command does, takes about 9
+    // minutes there).
+    let work: f64 = missing
+        .iter()
+        .map(|bin| match (*bin, release) {
+            ("ddb-gui", true) => 11.0,
+            ("ddb-gui", false) => 5.0,
+            (_, true) => 1.0,
+            (_, false) => 0.3,
+        })
+        .sum();
+    let minutes = work / cores.clamp(1, 8) as f64;
+    Duration::from_secs((minutes * 60.0).round() as u64)
+}
+
+/// `about 4 minutes`, `about a minute`.
+fn about(d: Duration) -> String {
+    match d.as_secs() {
+        0..=89 => "about a minute".into(),
+        s => format!("about {} minutes", (s + 30) / 60),
+    }
 }
 
 fn exe_name(name: &str) -> String {
@@ -264,15 +278,19 @@ async fn build(
         );
     } else {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let took = first_build_estimate(&tree.profile, gui, cores);
+        let took = build_estimate(&tree.profile, &missing, cores);
         console.line(
             "build",
             &format!(
-                "first build ({} not built yet): about {} minutes on {cores} core{} ({}); later runs take seconds",
+                "first build of {} ({}): {} on {cores} core{}; later runs take seconds",
                 missing.join(", "),
-                took.as_secs().div_ceil(60),
+                if tree.profile == "debug" {
+                    "debug".to_owned()
+                } else {
+                    format!("{} profile", tree.profile)
+                },
+                about(took),
                 if cores == 1 { "" } else { "s" },
-                if gui { "the GUI is most of it; --no-gui on a machine without one leaves it out" } else { "without the GUI" },
             ),
         );
     }
@@ -358,15 +376,19 @@ mod tests {
     }
 
     #[test]
-    fn the_first_build_estimate_scales_with_cores() {
-        let two = first_build_estimate("release", true, 2);
-        assert!(two >= Duration::from_secs(6 * 60) && two <= Duration::from_secs(12 * 60));
-        assert!(first_build_estimate("release", false, 2) < two);
-        assert!(first_build_estimate("release", true, 8) < two);
+    fn the_build_estimate_counts_what_is_missing() {
+        let all = ["ddb-master", "ddb-slave", "ddb-gui"];
+        let two = build_estimate("release", &all, 2);
+        assert!(two >= Duration::from_secs(5 * 60) && two <= Duration::from_secs(8 * 60));
+        assert_eq!(about(two), "about 7 minutes");
+        let nodes = build_estimate("release", &all[..2], 2);
+        assert_eq!(about(nodes), "about a minute");
+        assert!(build_estimate("debug", &all, 2) < two);
+        assert!(build_estimate("release", &all, 8) < two);
         assert_eq!(
-            first_build_estimate("release", true, 64),
-            first_build_estimate("release", true, 8)
+            build_estimate("release", &all, 64),
+            build_estimate("release", &all, 8)
         );
-        assert!(first_build_estimate("debug", false, 64) >= Duration::from_secs(60));
+        assert_eq!(build_estimate("release", &[], 2), Duration::ZERO);
     }
 }

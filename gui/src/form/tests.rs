@@ -544,7 +544,10 @@ fn search_after_is_sent_as_the_cursor() {
         f.build_request().unwrap(),
         json!({"op":"SEARCH","db":"mydb","table":"users","limit":2,"after":"opaque=cursor/1"})
     );
-    f.update(Message::Edited(Field::After, "x".repeat(64 * 1024 + 1)));
+    f.update(Message::Edited(
+        Field::After,
+        "x".repeat(ddb::op::MAX_CURSOR_LEN + 1),
+    ));
     assert!(f.error(Field::After).unwrap().contains("at most"));
     // Kept when another op is picked, sent only with SEARCH.
     f.update(Message::Edited(Field::After, "c1".into()));

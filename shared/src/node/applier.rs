@@ -314,6 +314,12 @@ async fn apply_chunk(
         ));
     }
     let last = chunk[chunk.len() - 1].0;
+    txn.remember_op_ids(
+        chunk
+            .iter()
+            .flat_map(|(_, ops)| ops.iter().filter_map(|o| o.op_id.clone()))
+            .collect(),
+    );
     txn.commit(last).await?;
     metrics::histogram!(super::metrics::STORE_SECONDS, "phase" => "apply")
         .record(started.elapsed().as_secs_f64());

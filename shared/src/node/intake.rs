@@ -108,7 +108,11 @@ async fn subscribe_to(
     loop {
         let r = match queue {
             None => node.client.subscribe(subject.clone()).await,
-            Some(q) => node.client.queue_subscribe(subject.clone(), q.to_owned()).await,
+            Some(q) => {
+                node.client
+                    .queue_subscribe(subject.clone(), q.to_owned())
+                    .await
+            }
         };
         match r {
             Ok(s) => return Some(s),

@@ -67,7 +67,11 @@ fn endpoints(node: &NodeRef) -> Vec<(&'static str, String, Option<&'static str>)
             Some(crate::subjects::WRITERS_QUEUE),
         ),
         ("node", node.subjects.node(node.name()), None),
-        ("reads", node.subjects.reads(), Some(crate::subjects::READERS_QUEUE)),
+        (
+            "reads",
+            node.subjects.reads(),
+            Some(crate::subjects::READERS_QUEUE),
+        ),
     ]
 }
 

@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub query_timeout: Option<Duration>,
     /// `HOST:PORT` to serve Prometheus metrics on (`/metrics`); none by default.
     pub metrics_addr: Option<String>,
+    /// How long, and how many, applied op_ids each database remembers.
+    pub op_id_window: Duration,
+    pub op_id_max: u64,
 }
 
 impl NodeConfig {
@@ -62,6 +65,8 @@ impl NodeConfig {
             max_batch: 256,
             query_timeout: Some(Duration::from_secs(30)),
             metrics_addr: None,
+            op_id_window: Duration::from_secs(24 * 3600),
+            op_id_max: 1_000_000,
         }
     }
 }
@@ -100,6 +105,8 @@ pub async fn run(
     };
     let store_options = crate::store::StoreOptions {
         query_timeout: cfg.query_timeout,
+        op_id_window: cfg.op_id_window,
+        op_id_max: cfg.op_id_max,
         ..Default::default()
     };
     let store = crate::store::open(&cfg.store, &cfg.name, &store_options)
@@ -132,7 +139,7 @@ pub async fn run(
     if let Some(addr) = metrics_addr {
         tracing::info!(node = %node.name(), %addr, "serving Prometheus metrics at /metrics");
     }
-    node.run(shutdown, metrics.map(|(l, h)| (l, h))).await;
+    node.run(shutdown, metrics).await;
     Ok(())
 }
 

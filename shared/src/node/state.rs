@@ -107,7 +107,10 @@ async fn resume_position(store: &dyn Store, log: &Log) -> Result<u64, DdbError> 
         if last > saved {
             continue; // not reached yet: the reader gets there anyway
         }
-        let applied = store.applied_seq(&db).await?;
+        // A database that cannot be read is reported broken by the caller; the others go on.
+        let Ok(applied) = store.applied_seq(&db).await else {
+            continue;
+        };
         if applied < last {
             tracing::warn!(db = %db, applied, log_last = last, "the store is behind the log for this database; replaying it");
             resume = resume.min(applied);
@@ -125,13 +128,27 @@ impl Node {
         log: Log,
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<Arc<Node>, DdbError> {
-        let position = resume_position(store.as_ref(), &log).await?;
         let databases = store
             .databases()
             .await?
             .into_iter()
             .map(|n| n.to_string())
             .collect();
+        // A database that cannot be opened (corrupt file, refused cleanup) stops only itself:
+        // it is reported broken and the node serves the rest.
+        let broken: BTreeMap<String, BrokenDb> = store
+            .unusable()
+            .into_iter()
+            .map(|(db, e)| {
+                let b = BrokenDb {
+                    db: db.to_string(),
+                    seq: 1,
+                    error: format!("cannot open this database at start: {e}"),
+                };
+                (db.to_string(), b)
+            })
+            .collect();
+        let position = resume_position(store.as_ref(), &log).await?;
         let subjects = log.subjects().clone();
         let max_payload = client.server_info().max_payload;
         let initial_mode = match role {
@@ -148,7 +165,7 @@ impl Node {
             position: watch::Sender::new(position),
             log_seq: AtomicU64::new(position),
             cursors: Mutex::default(),
-            broken: Mutex::default(),
+            broken: Mutex::new(broken),
             databases: Mutex::new(databases),
             op_ids: Mutex::default(),
             master_seen: Mutex::new(None),

@@ -188,6 +188,28 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
     // locked, then tries again at once, until its time runs out.
     let deadline = Instant::now() + node.cfg.wait_limit * 2;
     let mut cursor = node.cursor(db).await;
+    // A retry whose original was applied before this process started (or by another writer,
+    // its entry replayed here) is found in the database's own op_id record. Looked up under
+    // the database's lock, so no commit of it can be in flight.
+    let mut jobs = jobs;
+    if jobs.iter().any(|j| j.op_id.is_some()) {
+        let mut fresh = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let known = match job.op_id.as_deref() {
+                Some(id) => node.store.op_id_seq(db, id).await,
+                None => Ok(None),
+            };
+            match known {
+                Ok(Some(seq)) => answer(node, job, Ok(ok_reply(node, seq, None, true))).await,
+                Ok(None) => fresh.push(job),
+                Err(e) => answer(node, job, Err(e)).await,
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        jobs = fresh;
+    }
     while Instant::now() < deadline {
         match try_once(node, db, &mut cursor, &jobs).await {
             Attempt::Done(results) => {
@@ -215,6 +237,18 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
                     }
                     return;
                 }
+                // What the other writer appended may be these very requests, sent again.
+                let mut remaining = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    match job.op_id.as_deref().and_then(|id| node.seq_of_op_id(id)) {
+                        Some(seq) => answer(node, job, Ok(ok_reply(node, seq, None, true))).await,
+                        None => remaining.push(job),
+                    }
+                }
+                if remaining.is_empty() {
+                    return;
+                }
+                jobs = remaining;
             }
             Attempt::Split => {
                 drop(cursor);
@@ -277,8 +311,25 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
         .filter(|(_, r)| r.is_ok())
         .map(|(job, _)| (&*job.op, job.op_id.as_deref()))
         .collect();
+    txn.remember_op_ids(
+        logged
+            .iter()
+            .filter_map(|(_, id)| id.map(str::to_owned))
+            .collect(),
+    );
     if logged.is_empty() {
         let _ = txn.rollback().await;
+        // Every op failed against this node's data. If another writer (failover) appended
+        // since, that data is stale: catch up and try again rather than answer from it (a
+        // compare-and-set would fail spuriously, a retried op_id would not be recognised).
+        if node
+            .log
+            .last_seq_of(db)
+            .await
+            .is_ok_and(|last| last > expected)
+        {
+            return Attempt::Conflict;
+        }
         return Attempt::Done(
             outcomes
                 .into_iter()

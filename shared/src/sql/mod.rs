@@ -5,9 +5,11 @@
 //! because SQL Server has no typeless parameter.
 
 mod ddl;
+mod op_ids;
 pub mod paging;
 
 pub use ddl::{physical_index_name, string_limit};
+pub use op_ids::OP_IDS_TABLE;
 pub use paging::{Cursor, OrderKey};
 
 use crate::error::{DdbError, ErrorCode};
@@ -114,6 +116,7 @@ impl Dialect {
                 "CREATE TABLE {} (name {key} NOT NULL PRIMARY KEY, spec {text} NOT NULL)",
                 self.quote(TABLES_TABLE)
             ),
+            self.op_ids_ddl(),
         ]
     }
 

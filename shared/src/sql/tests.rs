@@ -139,6 +139,7 @@ fn meta_ddl() {
         [
             "CREATE TABLE \"_ddb_meta\" (k TEXT NOT NULL PRIMARY KEY, v INTEGER NOT NULL)",
             "CREATE TABLE \"_ddb_tables\" (name TEXT NOT NULL PRIMARY KEY, spec TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS \"_ddb_op_ids\" (op_id TEXT NOT NULL PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL)",
         ]
     );
     assert_eq!(
@@ -146,6 +147,7 @@ fn meta_ddl() {
         [
             "CREATE TABLE [_ddb_meta] (k NVARCHAR(128) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY, v BIGINT NOT NULL)",
             "CREATE TABLE [_ddb_tables] (name NVARCHAR(128) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY, spec NVARCHAR(MAX) NOT NULL)",
+            "IF OBJECT_ID(N'_ddb_op_ids', N'U') IS NULL CREATE TABLE [_ddb_op_ids] (op_id NVARCHAR(128) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, at BIGINT NOT NULL)",
         ]
     );
 }

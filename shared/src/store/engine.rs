@@ -11,8 +11,10 @@ use crate::sql::{Cursor, Dialect, SelectPlan, Statement, META_TABLE, TABLES_TABL
 use crate::value::{ColumnType, Value};
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One open connection to one database.
 #[async_trait]
@@ -88,8 +90,14 @@ pub(crate) struct SqlStore<B: Backend> {
     schemas: SchemaCache,
     /// How long one read statement may run (see `--query-timeout-ms`).
     read_timeout: Option<Duration>,
+    op_id_window: Duration,
+    op_id_max: u64,
+    /// Commits that recorded op_ids; every so many, old ones are pruned.
+    op_id_commits: Arc<AtomicU64>,
     /// Databases checked complete since this process opened them (see `live_writer`).
     verified: Arc<Mutex<HashSet<Name>>>,
+    /// Databases `databases` could not open.
+    unusable: Arc<Mutex<Vec<(Name, DdbError)>>>,
 }
 
 impl<B: Backend> Clone for SqlStore<B> {
@@ -98,7 +106,11 @@ impl<B: Backend> Clone for SqlStore<B> {
             backend: self.backend.clone(),
             schemas: self.schemas.clone(),
             read_timeout: self.read_timeout,
+            op_id_window: self.op_id_window,
+            op_id_max: self.op_id_max,
+            op_id_commits: self.op_id_commits.clone(),
             verified: self.verified.clone(),
+            unusable: self.unusable.clone(),
         }
     }
 }
@@ -109,7 +121,11 @@ impl<B: Backend> SqlStore<B> {
             backend: Arc::new(backend),
             schemas: Arc::default(),
             read_timeout: options.query_timeout,
+            op_id_window: options.op_id_window,
+            op_id_max: options.op_id_max.max(1),
+            op_id_commits: Arc::default(),
             verified: Arc::default(),
+            unusable: Arc::default(),
         }
     }
 
@@ -134,6 +150,9 @@ impl<B: Backend> SqlStore<B> {
         let tomb = self.backend.tombstone(db).await?;
         match seq {
             Some(seq) if seq > tomb || (seq == 0 && tomb == 0) => {
+                // Databases made before op_ids were kept in them get the table now (no
+                // transaction is open on a connection just taken from the cache).
+                conn.batch(&self.backend.dialect().op_ids_ddl()).await?;
                 if let Ok(mut v) = self.verified.lock() {
                     v.insert(db.clone());
                 }
@@ -267,6 +286,7 @@ impl<B: Backend> Store for SqlStore<B> {
             pending: HashMap::new(),
             op_timeout,
             aborted: None,
+            op_ids: Vec::new(),
         }))
     }
 
@@ -337,15 +357,46 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(seq.max(tomb))
     }
 
+    async fn op_id_seq(&self, db: &Name, op_id: &str) -> Result<Option<u64>, DdbError> {
+        let mut conn = match self.live_reader(db).await {
+            Ok(c) => c,
+            Err(e) if e.code == ErrorCode::DbNotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let rows = conn
+            .query(
+                &self.backend.dialect().lookup_op_id(op_id),
+                &[ColumnType::Int],
+            )
+            .await?;
+        Ok(match rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(seq)) => Some(*seq as u64),
+            _ => None,
+        })
+    }
+
     async fn databases(&self) -> Result<Vec<Name>, DdbError> {
         let mut out = Vec::new();
+        let mut unusable = Vec::new();
         for db in self.backend.physical().await? {
-            if self.live_writer(&db).await?.is_some() {
-                out.push(db);
+            match self.live_writer(&db).await {
+                Ok(Some(_)) => out.push(db),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(db = %db, error = %e, "cannot open this database; the others are served");
+                    unusable.push((db, e));
+                }
             }
         }
         out.sort();
+        if let Ok(mut u) = self.unusable.lock() {
+            *u = unusable;
+        }
         Ok(out)
+    }
+
+    fn unusable(&self) -> Vec<(Name, DdbError)> {
+        self.unusable.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
     async fn log_position(&self) -> Result<u64, DdbError> {
@@ -382,6 +433,8 @@ struct Txn<B: Backend> {
     /// Set when the engine rolled the whole transaction back under us: nothing of it may be
     /// committed or logged, and every op of it fails.
     aborted: Option<DdbError>,
+    /// Recorded as applied with the commit.
+    op_ids: Vec<String>,
 }
 
 impl<B: Backend> Txn<B> {
@@ -729,6 +782,10 @@ fn log_statement(st: &Statement) {
 
 #[async_trait]
 impl<B: Backend> WriteTxn for Txn<B> {
+    fn remember_op_ids(&mut self, op_ids: Vec<String>) {
+        self.op_ids.extend(op_ids);
+    }
+
     async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<Applied, DdbError>> {
         let mut out = Vec::with_capacity(ops.len());
         for op in &ops {
@@ -765,6 +822,25 @@ impl<B: Backend> WriteTxn for Txn<B> {
         };
         for st in d.set_applied_seq(seq) {
             conn.exec(&st).await?;
+        }
+        if !self.op_ids.is_empty() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            for id in &self.op_ids {
+                for st in d.record_op_id(id, seq, now) {
+                    conn.exec(&st).await?;
+                }
+            }
+            // Pruning costs a scan of the index: now and then, not on every commit.
+            let n = self.store.op_id_commits.fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(256) {
+                let before = now.saturating_sub(self.store.op_id_window.as_millis() as u64);
+                for st in d.prune_op_ids(before, self.store.op_id_max) {
+                    conn.exec(&st).await?;
+                }
+            }
         }
         conn.batch(d.commit_sql()).await?;
         if self.created {

@@ -53,6 +53,9 @@ pub struct StoreOptions {
     pub query_timeout: Option<Duration>,
     /// Threads that run reads at once (writes have their own); see `offload`.
     pub read_threads: usize,
+    /// How long applied op_ids are remembered, and how many at most per database.
+    pub op_id_window: Duration,
+    pub op_id_max: u64,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +63,8 @@ impl Default for StoreOptions {
         StoreOptions {
             query_timeout: Some(Duration::from_secs(30)),
             read_threads: 4,
+            op_id_window: Duration::from_secs(24 * 3600),
+            op_id_max: 1_000_000,
         }
     }
 }
@@ -93,7 +98,15 @@ pub trait Store: Send + Sync + 'static {
     /// database remembers the seq of its DROP_DB, so a replayed log does not apply it twice.
     async fn applied_seq(&self, db: &Name) -> Result<u64, DdbError>;
 
+    /// The databases present and usable. One that cannot be opened or cleaned up is left out
+    /// (and reported by [`Store::unusable`]) rather than failing the whole store.
     async fn databases(&self) -> Result<Vec<Name>, DdbError>;
+
+    /// Databases the last [`Store::databases`] found but could not open, with why.
+    fn unusable(&self) -> Vec<(Name, DdbError)>;
+
+    /// The seq at which `op_id` was applied to `db`, if it still is in the op_id window.
+    async fn op_id_seq(&self, db: &Name, op_id: &str) -> Result<Option<u64>, DdbError>;
 
     /// The log stream seq up to which this node had applied every entry when it last said so;
     /// where its log reader resumes. 0 for a new (or wiped) store: replay from the start.
@@ -122,6 +135,8 @@ pub trait WriteTxn: Send {
             .pop()
             .unwrap_or_else(|| Err(DdbError::internal("the store returned no result")))
     }
+    /// Notes op_ids applied by this transaction: recorded with its commit.
+    fn remember_op_ids(&mut self, op_ids: Vec<String>);
     /// Records `seq` as the database's applied log seq and commits, atomically.
     async fn commit(self: Box<Self>, seq: u64) -> Result<(), DdbError>;
     async fn rollback(self: Box<Self>) -> Result<(), DdbError>;

@@ -11,6 +11,7 @@
 //!   (`spawn_blocking`) measured about twice the 1-client write latency;
 //! - reads run on the runtime's blocking pool, at most `read_threads` at once, each on its own
 //!   WAL connection, beside the writers.
+//!
 //! A write transaction costs two crossings: its first `execute` also begins it, and `commit`.
 
 use super::{Applied, Page, Store, WriteTxn};
@@ -200,6 +201,7 @@ impl Store for Offloaded {
             threads: self.threads.clone(),
             db: db.clone(),
             state: TxnState::NotBegun(db.clone(), op_timeout),
+            op_ids: Vec::new(),
         }))
     }
 
@@ -226,6 +228,17 @@ impl Store for Offloaded {
         self.threads
             .run_on(Some(db), async move { store.applied_seq(&name).await })
             .await
+    }
+
+    async fn op_id_seq(&self, db: &Name, op_id: &str) -> Result<Option<u64>, DdbError> {
+        let (store, db, op_id) = (self.inner.clone(), db.clone(), op_id.to_owned());
+        self.threads
+            .run_read(async move { store.op_id_seq(&db, &op_id).await })
+            .await
+    }
+
+    fn unusable(&self) -> Vec<(Name, DdbError)> {
+        self.inner.unusable()
     }
 
     async fn databases(&self) -> Result<Vec<Name>, DdbError> {
@@ -276,6 +289,8 @@ struct OffloadedTxn {
     threads: Threads,
     db: Name,
     state: TxnState,
+    /// Handed to the store's transaction with the commit (no crossing of their own).
+    op_ids: Vec<String>,
 }
 
 #[async_trait]
@@ -314,17 +329,27 @@ impl WriteTxn for OffloadedTxn {
         }
     }
 
+    fn remember_op_ids(&mut self, op_ids: Vec<String>) {
+        self.op_ids.extend(op_ids);
+    }
+
     async fn commit(self: Box<Self>, seq: u64) -> Result<(), DdbError> {
         let this = *self;
         let store = this.store.clone();
         let state = this.state;
+        let op_ids = this.op_ids;
         this.threads
             .run_on(Some(&this.db), async move {
                 match state {
-                    TxnState::Open(t) => t.commit(seq).await,
+                    TxnState::Open(mut t) => {
+                        t.remember_op_ids(op_ids);
+                        t.commit(seq).await
+                    }
                     // Nothing ran: the seq still has to be recorded.
                     TxnState::NotBegun(db, timeout) => {
-                        store.begin(&db, timeout).await?.commit(seq).await
+                        let mut t = store.begin(&db, timeout).await?;
+                        t.remember_op_ids(op_ids);
+                        t.commit(seq).await
                     }
                     TxnState::Gone => Err(DdbError::internal("the store transaction was lost")),
                 }

@@ -201,28 +201,44 @@ pub(super) async fn query_timeout(url: &str, node: &str) {
     // A write past its deadline: on SQLite an interrupted write takes the whole transaction
     // with it, so every op of it fails and the commit refuses; nothing is applied.
     let db = Name::parse_db(&h.db("slow")).unwrap();
-    let parse = |j: Json| match parse_request(h.localise(j).to_string().as_bytes(), &Limits::default()).unwrap().op {
-        Op::Write(w) => Arc::new(w),
-        _ => unreachable!(),
-    };
-    let mut txn = bounded(store.begin(&db, Some(Duration::from_millis(1)))).await.unwrap();
+    let parse =
+        |j: Json| match parse_request(h.localise(j).to_string().as_bytes(), &Limits::default())
+            .unwrap()
+            .op
+        {
+            Op::Write(w) => Arc::new(w),
+            _ => unreachable!(),
+        };
+    let mut txn = bounded(store.begin(&db, Some(Duration::from_millis(1))))
+        .await
+        .unwrap();
     let results = bounded(txn.execute(vec![
         parse(json!({"op":"INSERT","db":"slow","table":"t","data":{"id":-1,"s":"before"}})),
         parse(json!({"op":"UPDATE","db":"slow","table":"t","data":{"s":"x"},"condition":{"s":{"$like":"%row%"}}})),
         parse(json!({"op":"INSERT","db":"slow","table":"t","data":{"id":-2,"s":"after"}})),
     ]))
     .await;
-    assert_eq!(results[1].as_ref().unwrap_err().code, ErrorCode::Timeout, "{results:?}");
+    assert_eq!(
+        results[1].as_ref().unwrap_err().code,
+        ErrorCode::Timeout,
+        "{results:?}"
+    );
     if results.iter().any(Result::is_ok) {
         // An engine that undoes only the statement keeps the transaction: the rest commits.
         bounded(txn.commit(900)).await.unwrap();
     } else {
-        assert!(bounded(txn.commit(900)).await.is_err(), "nothing of an aborted transaction commits");
-        let rows = h.rows(json!({"op":"SEARCH","db":"slow","table":"t","condition":{"id":{"$lt":0}}})).await;
+        assert!(
+            bounded(txn.commit(900)).await.is_err(),
+            "nothing of an aborted transaction commits"
+        );
+        let rows = h
+            .rows(json!({"op":"SEARCH","db":"slow","table":"t","condition":{"id":{"$lt":0}}}))
+            .await;
         assert_eq!(rows, json!([]));
         // The UPDATE was undone too (a key lookup: reads here time out after 1 ms as well).
         assert_eq!(
-            h.rows(json!({"op":"SEARCH","db":"slow","table":"t","condition":{"id":7}})).await,
+            h.rows(json!({"op":"SEARCH","db":"slow","table":"t","condition":{"id":7}}))
+                .await,
             json!([{"id":7,"s":"row 7"}])
         );
     }

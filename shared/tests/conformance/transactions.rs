@@ -168,3 +168,46 @@ pub(super) async fn transactions_and_expectations(h: &Harness) {
     );
     h.ok(json!({"op":"DROP_DB","db":"bank"})).await;
 }
+
+/// Op_ids recorded with a commit are found again; a rolled-back transaction records none.
+pub(super) async fn op_ids_are_remembered_with_the_commit(h: &Harness) {
+    h.ok(json!({"op":"CREATE_DB","db":"ids"})).await;
+    h.ok(json!({"op":"CREATE_TABLE","db":"ids","table":"t","data":{"id":"int"}}))
+        .await;
+    let db = Name::parse_db(&h.db("ids")).unwrap();
+    let parse =
+        |j: Json| match parse_request(h.localise(j).to_string().as_bytes(), &Limits::default())
+            .unwrap()
+            .op
+        {
+            Op::Write(w) => Arc::new(w),
+            _ => unreachable!(),
+        };
+    let mut txn = bounded(h.store.begin(&db, None)).await.unwrap();
+    let r = bounded(txn.execute(vec![parse(
+        json!({"op":"INSERT","db":"ids","table":"t","data":{"id":1}}),
+    )]))
+    .await;
+    assert!(r[0].is_ok());
+    txn.remember_op_ids(vec!["a-1".into(), "a-2".into()]);
+    bounded(txn.commit(5_000)).await.unwrap();
+    assert_eq!(
+        bounded(h.store.op_id_seq(&db, "a-1")).await.unwrap(),
+        Some(5_000)
+    );
+    assert_eq!(
+        bounded(h.store.op_id_seq(&db, "a-2")).await.unwrap(),
+        Some(5_000)
+    );
+    assert_eq!(bounded(h.store.op_id_seq(&db, "a-3")).await.unwrap(), None);
+    let mut txn = bounded(h.store.begin(&db, None)).await.unwrap();
+    txn.remember_op_ids(vec!["gone".into()]);
+    bounded(txn.rollback()).await.unwrap();
+    assert_eq!(bounded(h.store.op_id_seq(&db, "gone")).await.unwrap(), None);
+    let nodb = Name::parse_db(&h.db("ids_none")).unwrap();
+    assert_eq!(
+        bounded(h.store.op_id_seq(&nodb, "a-1")).await.unwrap(),
+        None
+    );
+    h.ok(json!({"op":"DROP_DB","db":"ids"})).await;
+}
