@@ -242,7 +242,23 @@ pub fn render(nodes: &[NodeStatus]) -> String {
         s.push_str(&note);
         s.push('\n');
     }
+    if let Some(line) = metrics_line(nodes) {
+        s.push_str(&line);
+        s.push('\n');
+    }
     s
+}
+
+/// Where the nodes serve Prometheus metrics, for those that do.
+pub fn metrics_line(nodes: &[NodeStatus]) -> Option<String> {
+    let served: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| {
+            let addr = n.heartbeat.as_ref()?.metrics.as_ref()?;
+            Some(format!("{} http://{addr}/metrics", n.name))
+        })
+        .collect();
+    (!served.is_empty()).then(|| format!("metrics: {}", served.join(", ")))
 }
 
 /// The names when they fit in a column, else how many there are.
@@ -465,6 +481,19 @@ mod tests {
                 " slave10 | slave  | replica  |      12 |  12 |   0 | sqlite | mydb      | 1m05s  | yes\n",
             )
         );
+    }
+
+    #[test]
+    fn metrics_addresses_follow_the_table() {
+        let mut with = hb("master", Role::Master, Mode::Master, 3);
+        with.metrics = Some("127.0.0.1:9101".into());
+        let nodes = vec![alive(with), alive(hb("slave1", Role::Slave, Mode::Replica, 3))];
+        assert_eq!(
+            metrics_line(&nodes).as_deref(),
+            Some("metrics: master http://127.0.0.1:9101/metrics")
+        );
+        assert!(render(&nodes).ends_with("metrics: master http://127.0.0.1:9101/metrics\n"));
+        assert_eq!(metrics_line(&nodes[1..]), None);
     }
 
     fn alive(hb: Heartbeat) -> NodeStatus {

@@ -42,6 +42,8 @@ pub struct Form {
     pub errors: BTreeMap<Field, String>,
     /// TRANSACTION's ops, in order; each is a form of its own (its db and op id unused).
     pub tx: Vec<Form>,
+    /// The op of `tx` whose fields are shown (the others show as one line each).
+    pub tx_selected: usize,
     /// On an op inside a TRANSACTION: why the node's parser refuses it, shown under it.
     pub op_error: Option<String>,
 }
@@ -58,6 +60,7 @@ impl Default for Form {
             unique: false,
             errors: BTreeMap::new(),
             tx: Vec::new(),
+            tx_selected: 0,
             op_error: None,
         }
     }

@@ -283,6 +283,9 @@ async fn run(
             url,
             "--prefix",
             &args.prefix,
+            // Metrics on a free port each: the heartbeat says which, and the banner shows it.
+            "--metrics-addr",
+            "127.0.0.1:0",
             "--store",
         ]
         .iter()
@@ -359,6 +362,17 @@ async fn run(
                     if !ready && sup.expected().all(|n| is_up(n, latest.get(n))) {
                         ready = true;
                         banner(args, console, bins, url, data, &nodes, sup.gui.is_some(), started.elapsed());
+                        let known: Vec<crate::status::NodeStatus> = nodes
+                            .iter()
+                            .map(|n| crate::status::NodeStatus {
+                                name: n.clone(),
+                                heartbeat: latest.get(n).cloned(),
+                                alive: true,
+                            })
+                            .collect();
+                        if let Some(line) = crate::status::metrics_line(&known) {
+                            console.say(&line);
+                        }
                     }
                 }
                 None => heartbeats_open = false,

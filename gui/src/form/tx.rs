@@ -1,8 +1,11 @@
 //! TRANSACTION's editor: a list of inner ops, each a [`Form`] of its own (so that every
 //! op's fields, columns editors and checks are the ones its standalone form has), minus the
-//! database and the op id, which are the transaction's.
+//! database and the op id, which are the transaction's. One op at a time is selected and
+//! shows its fields; the others show as one line each.
 
-use super::{Field, Form, Message, OpKind};
+use super::columns::columns_to_json;
+use super::fields::wire_key;
+use super::{ColumnsMode, Field, Form, Message, OpKind};
 use ddb::op::{parse_request_json, Limits};
 use serde_json::{Map, Value as Json};
 
@@ -21,8 +24,10 @@ pub const TX_KINDS: [OpKind; 8] = [
 /// What TRANSACTION's editor can be told to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TxMessage {
-    /// Appends an op like the last one (its kind and table).
+    /// Appends an op like the last one (its kind and table), and selects it.
     Add,
+    /// Shows the fields of op `i`.
+    Select(usize),
     Remove(usize),
     MoveUp(usize),
     MoveDown(usize),
@@ -75,12 +80,18 @@ impl Form {
             TxMessage::Add => {
                 let op = self.new_tx_op();
                 self.tx.push(op);
+                self.tx_selected = len;
             }
+            TxMessage::Select(i) if i < len => self.tx_selected = i,
             TxMessage::Remove(i) if i < len => {
                 self.tx.remove(i);
+                // The selection stays on its op, or moves to the next (the last) one.
+                if self.tx_selected > i || self.tx_selected >= self.tx.len() {
+                    self.tx_selected = self.tx_selected.saturating_sub(1);
+                }
             }
-            TxMessage::MoveUp(i) if i > 0 && i < len => self.tx.swap(i - 1, i),
-            TxMessage::MoveDown(i) if i + 1 < len => self.tx.swap(i, i + 1),
+            TxMessage::MoveUp(i) if i > 0 && i < len => self.swap_ops(i - 1),
+            TxMessage::MoveDown(i) if i + 1 < len => self.swap_ops(i),
             TxMessage::Op(i, message) => {
                 let Some(op) = self.tx.get_mut(i) else {
                     return;
@@ -107,6 +118,51 @@ impl Form {
         }
     }
 
+    /// Swaps ops `i` and `i + 1`; the selection follows its op.
+    fn swap_ops(&mut self, i: usize) {
+        self.tx.swap(i, i + 1);
+        if self.tx_selected == i {
+            self.tx_selected = i + 1;
+        } else if self.tx_selected == i + 1 {
+            self.tx_selected = i;
+        }
+    }
+
+    /// Whether this op (of a TRANSACTION) shows an error.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty() || self.op_error.is_some()
+    }
+
+    /// This op (of a TRANSACTION) on one line, for the list: `UPDATE acct · data {..} ·
+    /// condition {..} · expect 1`, cut at `max` characters.
+    pub fn op_line(&self, max: usize) -> String {
+        let mut parts = vec![self.op.name().to_owned()];
+        for field in self.inner_fields() {
+            let text = if field.is_columns() && self.editor(field).mode == ColumnsMode::Editor {
+                let (data, _) = columns_to_json(&self.editor(field).rows);
+                if data.as_object().is_some_and(|m| m.is_empty()) {
+                    String::new()
+                } else {
+                    data.to_string()
+                }
+            } else if field == Field::Unique {
+                if self.unique { "true" } else { "" }.to_owned()
+            } else {
+                self.value(field).trim().to_owned()
+            };
+            match field {
+                _ if text.is_empty() => {}
+                Field::Table => parts[0] = format!("{} {text}", parts[0]),
+                _ => parts.push(format!("{} {text}", wire_key(field))),
+            }
+        }
+        let line = parts.join(" · ");
+        match line.char_indices().nth(max) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line,
+        }
+    }
+
     /// What is wrong with the ops as they are shown: none, or some with errors beside
     /// their fields or under them.
     fn ops_shown_error(&self) -> Option<String> {
@@ -117,7 +173,7 @@ impl Form {
             .tx
             .iter()
             .enumerate()
-            .filter(|(_, op)| !op.errors.is_empty() || op.op_error.is_some())
+            .filter(|(_, op)| op.has_errors())
             .map(|(i, op)| format!("{i} ({})", op.op))
             .collect();
         fix_ops(&bad)
@@ -138,6 +194,7 @@ impl Form {
         }
         let db = self.field_json(Field::Db).ok().flatten();
         let mut bad: Vec<String> = Vec::new();
+        let mut first_bad = None;
         let mut ops = Vec::with_capacity(self.tx.len());
         for (i, op) in self.tx.iter_mut().enumerate() {
             op.op_error = None;
@@ -151,6 +208,7 @@ impl Form {
             let map = op.collect_fields(&fields);
             if !op.errors.is_empty() {
                 bad.push(format!("{i} ({})", op.op));
+                first_bad = first_bad.or(Some(i));
                 continue;
             }
             if let Some(db) = &db {
@@ -159,10 +217,15 @@ impl Form {
                 if let Err(e) = parse_request_json(Json::Object(alone), &Limits::default()) {
                     op.op_error = Some(format!("{}: {}", e.code, e.message));
                     bad.push(format!("{i} ({})", op.op));
+                    first_bad = first_bad.or(Some(i));
                     continue;
                 }
             }
             ops.push(Json::Object(map));
+        }
+        // The first op to fix shows its fields.
+        if let Some(i) = first_bad {
+            self.tx_selected = i;
         }
         match fix_ops(&bad) {
             None => Ok(Json::Array(ops)),
@@ -170,10 +233,12 @@ impl Form {
         }
     }
 
-    /// Puts the node parser's verdict on a whole TRANSACTION under the op it names.
+    /// Puts the node parser's verdict on a whole TRANSACTION under the op it names, and
+    /// shows that op.
     pub(super) fn blame_op(&mut self, index: Option<usize>, message: &str) {
-        if let Some(op) = index.and_then(|i| self.tx.get_mut(i)) {
-            op.op_error = Some(message.to_owned());
+        if let Some(i) = index.filter(|i| *i < self.tx.len()) {
+            self.tx[i].op_error = Some(message.to_owned());
+            self.tx_selected = i;
         }
     }
 }
