@@ -487,7 +487,10 @@ mod tests {
     fn metrics_addresses_follow_the_table() {
         let mut with = hb("master", Role::Master, Mode::Master, 3);
         with.metrics = Some("127.0.0.1:9101".into());
-        let nodes = vec![alive(with), alive(hb("slave1", Role::Slave, Mode::Replica, 3))];
+        let nodes = vec![
+            alive(with),
+            alive(hb("slave1", Role::Slave, Mode::Replica, 3)),
+        ];
         assert_eq!(
             metrics_line(&nodes).as_deref(),
             Some("metrics: master http://127.0.0.1:9101/metrics")

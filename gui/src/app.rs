@@ -379,6 +379,14 @@ impl App {
                 }
                 let pending = pending.clone();
                 let done = Done::from_pending(pending, result, elapsed);
+                // A TRANSACTION that failed in one op: that op, in the form that sent it,
+                // says so and shows its fields.
+                if let (Some(e), Some(node)) = (done.error(), done.node()) {
+                    if let Some(i) = e.op_index {
+                        let why = format!("failed on {node}: {}: {}", e.code, e.message);
+                        self.form.mark_failed_op(&done.request, i, &why);
+                    }
+                }
                 if done.is_ok() && done.op.is_write() {
                     if let Some(seq) = done.reply().and_then(|r| r.seq) {
                         self.last_write_seq = Some(self.last_write_seq.unwrap_or(0).max(seq));

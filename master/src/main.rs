@@ -1,8 +1,8 @@
 //! `ddb-master`: the node that takes writes and appends them to the log.
 
 use clap::Parser;
-use ddb::cli::{init_tracing_as, shutdown_signal, NodeArgs};
-use ddb::node::{run, Role};
+use ddb::cli::{node_main, NodeArgs};
+use ddb::node::Role;
 
 // Nodes allocate many short-lived buffers per op (JSON, SQL, replies); mimalloc measurably
 // beats the system allocator there (see README "Performance").
@@ -27,9 +27,6 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing_as(args.node.log_format);
-    args.node.set_cpu_priority(Role::Master);
-    let config = args.node.into_config(&args.name);
-    run(Role::Master, config, shutdown_signal()).await?;
+    node_main(Role::Master, &args.name, args.node).await?;
     Ok(())
 }

@@ -1,8 +1,8 @@
-//! What the node binaries share: their flags (docs/design.md "Command-line contract"), logging set-up
-//! and the shutdown signal.
+//! What the node binaries share: their flags (docs/design.md "Command-line contract"), logging set-up,
+//! the shutdown signal and [`node_main`], the body of `ddb-master` and `ddb-slave`.
 
 use crate::connect::NatsOptions;
-use crate::node::{NodeConfig, Role};
+use crate::node::{run, NodeConfig, NodeError, Role};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -213,6 +213,15 @@ pub fn init_tracing_as(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The body of `ddb-master` and `ddb-slave` once their flags are parsed: sets up logging and
+/// the CPU priority, then runs the node named `name` as `role` until SIGINT or SIGTERM.
+pub async fn node_main(role: Role, name: &str, node: NodeArgs) -> Result<(), NodeError> {
+    init_tracing_as(node.log_format);
+    node.set_cpu_priority(role);
+    let config = node.into_config(name);
+    run(role, config, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -4,6 +4,10 @@ use crate::error::DdbError;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// NATS connection events (connected, disconnected, ...): the metric this module counts; the
+/// node's other metrics are in `node::metrics`, which re-exports this one.
+pub const NATS_EVENTS: &str = "ddb_nats_events_total";
+
 /// Where and how to connect: several URLs (a cluster), optional credentials and TLS.
 #[derive(Debug, Clone, Default)]
 pub struct NatsOptions {
@@ -81,7 +85,7 @@ impl NatsOptions {
                     async_nats::Event::ClientError(_) => "client_error",
                     _ => "other",
                 };
-                metrics::counter!(crate::node::metrics::NATS_EVENTS, "event" => kind).increment(1);
+                metrics::counter!(NATS_EVENTS, "event" => kind).increment(1);
                 // Losing the server matters; the rest is the client library's chatter.
                 match event {
                     async_nats::Event::Disconnected | async_nats::Event::ServerError(_) => {

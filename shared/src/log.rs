@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::time::Duration;
 
+/// Most entry bytes a consumer pull delivers, and the applier takes before applying them: a
+/// replica far behind on large entries (bulk INSERTs) decodes one bounded batch at a time
+/// instead of whatever the consumer holds.
+pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
+
 /// What one log message holds: the ops one writer committed together, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
@@ -430,7 +435,7 @@ impl Log {
         consumer
             .stream()
             .max_messages_per_batch(1000)
-            .max_bytes_per_batch(crate::node::MAX_BATCH_BYTES)
+            .max_bytes_per_batch(MAX_BATCH_BYTES)
             // Short pulls notice a lost consumer leader (a NATS cluster server dying) quickly.
             .heartbeat(Duration::from_secs(1))
             .expires(Duration::from_secs(5))

@@ -233,6 +233,18 @@ impl Form {
         }
     }
 
+    /// When this form still builds `request` (a TRANSACTION the node refused in op
+    /// `index`), puts `why` under that op and shows it.
+    pub fn mark_failed_op(&mut self, request: &Json, index: usize, why: &str) {
+        if self.op != OpKind::Transaction || index >= self.tx.len() {
+            return;
+        }
+        if self.clone().build_request().ok().as_ref() == Some(request) {
+            self.tx[index].op_error = Some(why.to_owned());
+            self.tx_selected = index;
+        }
+    }
+
     /// Puts the node parser's verdict on a whole TRANSACTION under the op it names, and
     /// shows that op.
     pub(super) fn blame_op(&mut self, index: Option<usize>, message: &str) {

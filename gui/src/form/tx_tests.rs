@@ -283,3 +283,43 @@ fn inner_ops_offer_writes_of_the_form_database_only() {
     assert!(refused(json!({})).contains("list"));
     assert!(refused(json!([1])).contains("op 0"));
 }
+
+#[test]
+fn the_selected_op_follows_its_op_and_the_first_to_fix_is_shown() {
+    let mut f = three_deletes();
+    assert_eq!(f.tx_selected, 2, "an added op is selected");
+    f.update(tx(TxMessage::Select(0)));
+    assert_eq!(f.tx_selected, 0);
+    f.update(tx(TxMessage::Select(3)));
+    assert_eq!(f.tx_selected, 0, "no such op");
+    f.update(tx(TxMessage::MoveDown(0)));
+    assert_eq!(f.tx_selected, 1, "moved down with its op");
+    f.update(tx(TxMessage::MoveUp(2)));
+    assert_eq!(f.tx_selected, 2, "pushed down by the op moved above it");
+    assert_eq!(f.tx[2].value(Field::Condition), r#"{"id":0}"#);
+    f.update(tx(TxMessage::Remove(0)));
+    assert_eq!(f.tx_selected, 1, "still on its op");
+    f.update(tx(TxMessage::Remove(1)));
+    assert_eq!(f.tx_selected, 0, "the last op removed: the one before it");
+    // Execute with a wrong op shows it.
+    f.update(tx(TxMessage::Add));
+    f.update(tx(TxMessage::Add));
+    f.update(edit(2, Field::Condition, r#"{"id":5}"#));
+    f.update(tx(TxMessage::Select(2)));
+    assert!(f.build_request().is_err());
+    assert_eq!(f.tx_selected, 1);
+    // One line per op, for the list.
+    assert_eq!(f.tx[0].op_line(110), r#"DELETE users · condition {"id":2}"#);
+    f.update(edit(0, Field::Expect, "1"));
+    assert_eq!(f.tx[0].op_line(24), "DELETE users · condition…");
+    assert!(f.tx[1].has_errors() && !f.tx[0].has_errors());
+    // A failure the node reports marks the op in the form that sent it, not in another.
+    f.update(edit(1, Field::Condition, "{}"));
+    let sent = f.build_request().unwrap();
+    f.mark_failed_op(&sent, 2, "failed on master: constraint: x");
+    assert_eq!((f.tx_selected, f.tx[2].op_error.is_some()), (2, true));
+    f.update(edit(2, Field::Condition, "{\"id\":9}"));
+    assert_eq!(f.tx[2].op_error, None);
+    f.mark_failed_op(&sent, 1, "failed on master: constraint: x");
+    assert_eq!(f.tx[1].op_error, None, "the form changed since");
+}

@@ -139,19 +139,33 @@ fn done_view<'a>(app: &'a App, done: &'a Done) -> Element<'a, Message> {
         );
     }
 
-    if let Some(lines) = done.tx_lines() {
-        content = content.push(tx_view(lines));
-    }
-
-    let detail: Element<'a, Message> = match grid {
-        Some(grid) => {
+    let detail: Element<'a, Message> = match (grid, done.tx_lines()) {
+        // A TRANSACTION: each op's outcome above the reply, scrolling together in what
+        // room is left.
+        (_, Some(lines)) => {
+            content = content.push(row![space::horizontal(), copy]);
+            scrollable(
+                column![
+                    tx_view(lines),
+                    text(done.raw_json())
+                        .size(13)
+                        .font(Font::MONOSPACE)
+                        .width(Fill)
+                ]
+                .spacing(10),
+            )
+            .width(Fill)
+            .height(Fill)
+            .into()
+        }
+        (Some(grid), None) => {
             content = content.push(tabs);
             match app.result_view {
                 ResultView::Table => grid_view(grid),
                 ResultView::Json => raw_view(done),
             }
         }
-        None => {
+        (None, None) => {
             content = content.push(row![space::horizontal(), copy]);
             raw_view(done)
         }

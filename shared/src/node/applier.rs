@@ -3,10 +3,11 @@
 //! committed in the same transaction as its ops, so a crash anywhere replays nothing twice.
 //! While catching up, consecutive entries of one database share one transaction.
 
+use super::delivery::{persistable, Delivery};
 use super::state::CursorGuard;
 use super::NodeRef;
 use crate::error::DdbError;
-use crate::log::{LogEntry, LoggedOp};
+use crate::log::{LogEntry, LoggedOp, MAX_BATCH_BYTES};
 use crate::name::Name;
 use crate::op::WriteOp;
 use async_nats::jetstream::Message;
@@ -17,20 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Most entries taken from the consumer before applying them.
 const MAX_BATCH: usize = 1000;
-/// Most entry bytes taken before applying them: a replica far behind on large entries (bulk
-/// INSERTs) decodes one bounded batch at a time instead of whatever the consumer holds.
-pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
-/// The consumer takes no acks, so the server never resends a delivery lost in flight; a gap
-/// shows it when a later entry arrives, and this covers a lost *last* entry: the log's end
-/// (refreshed every heartbeat) ahead of this node for this long with nothing delivered.
-const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// The position is persisted at most this often (it only bounds replay after a restart).
 const PERSIST_EVERY: Duration = Duration::from_millis(200);
 
 pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
     let mut persisted_at = Instant::now();
     let mut persisted = node.position();
-    let mut reopened_for = 0;
+    let mut delivery = Delivery::new(Instant::now());
     'reconnect: loop {
         let position = node.position();
         let mut messages = tokio::select! {
@@ -46,13 +40,7 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
                 }
             },
         };
-        // A consumer just created starts at the first entry that exists at or after
-        // `position + 1`: only its first delivery may skip sequence numbers (entries removed by
-        // retention). Any later gap means an entry was lost in flight (a NATS server died
-        // holding it; the consumer takes no acks, so the server would not resend it): reopen
-        // at the gap.
-        let mut fresh = true;
-        let mut delivered_at = Instant::now();
+        delivery.opened(Instant::now());
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => break 'reconnect,
@@ -60,16 +48,14 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
                 _ = tokio::time::sleep(PERSIST_EVERY) => {
                     persist(&node, &mut persisted, &mut persisted_at, false).await;
                     let end = node.log_seq.load(Ordering::Relaxed);
-                    // Once per log end: entries removed by retention cannot be delivered.
-                    if end > node.position() && end != reopened_for && delivered_at.elapsed() >= STALLED_AFTER {
-                        reopened_for = end;
+                    if delivery.stalled(end, node.position(), Instant::now()) {
                         tracing::warn!(node = %node.name(), position = node.position(), "the log has entries this node was not delivered; reopening the consumer");
                         continue 'reconnect;
                     }
                     continue;
                 }
             };
-            delivered_at = Instant::now();
+            delivery.delivered(Instant::now());
             let first = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
@@ -89,26 +75,18 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
                     _ => break,
                 }
             }
-            let mut expected = node.position() + 1;
-            let mut contiguous = batch.len();
-            for (i, m) in batch.iter().enumerate() {
-                let Ok(info) = m.info() else { continue };
-                let seq = info.stream_sequence;
-                if seq < expected {
-                    continue; // redelivered
-                }
-                if seq > expected && !fresh {
-                    tracing::warn!(node = %node.name(), expected, got = seq, "gap in the delivered log; reopening the consumer at the gap");
-                    contiguous = i;
-                    break;
-                }
-                expected = seq + 1;
-                fresh = false;
+            // A later gap means an entry was lost in flight: apply what came before it and
+            // reopen the consumer at the gap.
+            let seqs = batch
+                .iter()
+                .map(|m| m.info().ok().map(|i| i.stream_sequence));
+            let gap = delivery.check(node.position(), seqs);
+            if let Some(g) = gap {
+                tracing::warn!(node = %node.name(), expected = g.expected, got = g.got, "gap in the delivered log; reopening the consumer at the gap");
+                batch.truncate(g.at);
             }
-            let gap = contiguous < batch.len();
-            batch.truncate(contiguous);
             apply_batch(&node, &batch).await;
-            if gap {
+            if gap.is_some() {
                 persist(&node, &mut persisted, &mut persisted_at, false).await;
                 continue 'reconnect;
             }
@@ -124,12 +102,11 @@ async fn persist(node: &NodeRef, persisted: &mut u64, at: &mut Instant, now: boo
     if !now && at.elapsed() < PERSIST_EVERY {
         return;
     }
-    let mut safe = node.position();
-    if let Ok(b) = node.broken.lock() {
-        if let Some(min) = b.values().map(|x| x.seq).min() {
-            safe = safe.min(min.saturating_sub(1));
-        }
-    }
+    let position = node.position();
+    let safe = match node.broken.lock() {
+        Ok(b) => persistable(position, b.values().map(|x| x.seq)),
+        Err(_) => position,
+    };
     if safe != *persisted {
         match node.store.set_log_position(safe).await {
             Ok(()) => *persisted = safe,
@@ -340,4 +317,55 @@ async fn apply_chunk(
         micros = started.elapsed().as_micros() as u64, "applied"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{parse_request, Limits, Op};
+
+    fn logged(json: &str) -> LoggedOp {
+        let request = parse_request(json.as_bytes(), &Limits::default()).expect("valid request");
+        let Op::Write(op) = request.op else {
+            panic!("not a write: {json}")
+        };
+        LoggedOp {
+            op: std::sync::Arc::new(op),
+            op_id: request.op_id,
+        }
+    }
+
+    const CREATE_DB: &str = r#"{"op":"CREATE_DB","db":"d"}"#;
+    const DROP_DB: &str = r#"{"op":"DROP_DB","db":"d"}"#;
+    const CREATE_TABLE: &str = r#"{"op":"CREATE_TABLE","db":"d","table":"t","data":{"id":"int"}}"#;
+    const INSERT: &str = r#"{"op":"INSERT","db":"d","table":"t","data":{"id":1}}"#;
+    const DROP_TABLE: &str = r#"{"op":"DROP_TABLE","db":"d","table":"t"}"#;
+
+    #[test]
+    fn creating_or_dropping_a_database_goes_alone() {
+        assert!(touches_db_lifecycle(&[logged(CREATE_DB)]));
+        assert!(touches_db_lifecycle(&[logged(DROP_DB)]));
+        // Anywhere in the entry.
+        assert!(touches_db_lifecycle(&[logged(INSERT), logged(DROP_DB)]));
+        assert!(touches_db_lifecycle(&[logged(CREATE_DB), logged(INSERT)]));
+    }
+
+    #[test]
+    fn table_ops_and_rows_share_a_transaction() {
+        assert!(!touches_db_lifecycle(&[
+            logged(CREATE_TABLE),
+            logged(INSERT),
+            logged(DROP_TABLE)
+        ]));
+        let tx = r#"{"op":"TRANSACTION","db":"d","ops":[
+            {"op":"INSERT","db":"d","table":"t","data":{"id":2}},
+            {"op":"DROP_TABLE","db":"d","table":"t"}]}"#;
+        assert!(!touches_db_lifecycle(&[logged(tx)]));
+    }
+
+    #[test]
+    fn an_entry_without_ops_is_no_lifecycle_change() {
+        // What an entry ddb did not write decodes to (skipped on every node).
+        assert!(!touches_db_lifecycle(&[]));
+    }
 }

@@ -1,6 +1,7 @@
 //! Heartbeats out, the master's heartbeats in, and the failover decisions they drive
 //! (docs/design.md "Failover").
 
+use super::failover::Failover;
 use super::{Mode, NodeRef, Role};
 use crate::heartbeat::Heartbeat;
 use futures::StreamExt;
@@ -82,12 +83,9 @@ async fn watch_log_end(node: NodeRef, stop: CancellationToken) {
 }
 
 /// A slave takes writes when the master has been silent for `failover_after`, and gives
-/// them back when the master is heard again in master mode.
+/// them back when the master is heard again in master mode (decided in `failover`).
 async fn watch_master(node: NodeRef, stop: CancellationToken) {
-    let started = Instant::now();
-    // Silence is measured from our own start until a first heartbeat is heard.
-    let mut last_master: Option<Instant> = None;
-    let mut last_master_open: Option<Instant> = None;
+    let mut failover = Failover::new(node.cfg.failover_after, Instant::now());
     let check_every =
         (node.cfg.failover_after / 4).clamp(Duration::from_millis(20), Duration::from_millis(250));
     loop {
@@ -110,13 +108,9 @@ async fn watch_master(node: NodeRef, stop: CancellationToken) {
                 m = sub.next() => {
                     let Some(m) = m else { break };
                     let Ok(hb) = serde_json::from_slice::<Heartbeat>(&m.payload) else { continue };
-                    if hb.role != Role::Master {
-                        continue;
-                    }
                     let now = Instant::now();
-                    last_master = Some(now);
-                    if hb.mode == Mode::Master {
-                        last_master_open = Some(now);
+                    if !failover.observe(&hb, now) {
+                        continue;
                     }
                     if let Ok(mut seen) = node.master_seen.lock() {
                         *seen = Some((hb.node.clone(), now));
@@ -124,20 +118,66 @@ async fn watch_master(node: NodeRef, stop: CancellationToken) {
                 }
                 _ = tick.tick() => {}
             }
-            let silent_for = last_master.unwrap_or(started).elapsed();
-            match node.mode() {
-                Mode::Replica if silent_for >= node.cfg.failover_after => {
+            let now = Instant::now();
+            match failover.tick(now) {
+                Some(Mode::Failover) => {
+                    let silent_for = failover.silent_for(now);
                     tracing::warn!(node = %node.name(), silent_ms = silent_for.as_millis() as u64, "no master heartbeat: entering failover, taking writes");
                     node.set_mode(Mode::Failover);
                 }
-                Mode::Failover
-                    if last_master_open.is_some_and(|t| t.elapsed() < node.cfg.failover_after) =>
-                {
+                Some(mode) => {
                     tracing::info!(node = %node.name(), "master is back: leaving failover");
-                    node.set_mode(Mode::Replica);
+                    node.set_mode(mode);
                 }
-                _ => {}
+                None => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_node::test_node;
+    use super::*;
+    use crate::name::Name;
+
+    #[tokio::test]
+    async fn heartbeat_reports_lag_behind_the_log_end() {
+        let t = test_node(Role::Slave).await;
+        t.node.position.send_replace(4);
+        t.node.note_log_seq(10);
+        let hb = heartbeat(&t.node);
+        assert_eq!(
+            (hb.node.as_str(), hb.role, hb.mode),
+            ("n1", Role::Slave, Mode::Replica)
+        );
+        assert_eq!((hb.applied_seq, hb.log_seq, hb.lag), (4, 10, 6));
+        assert_eq!(hb.interval_ms, 1000);
+    }
+
+    #[tokio::test]
+    async fn heartbeat_never_reports_the_log_end_behind_the_position() {
+        // The log end seen may trail what the reader applied (it is refreshed every period).
+        let t = test_node(Role::Master).await;
+        t.node.position.send_replace(8);
+        t.node.note_log_seq(3);
+        let hb = heartbeat(&t.node);
+        assert_eq!((hb.applied_seq, hb.log_seq, hb.lag), (8, 8, 0));
+    }
+
+    #[tokio::test]
+    async fn heartbeat_lists_databases_and_broken_ones() {
+        let t = test_node(Role::Slave).await;
+        let shop = Name::parse_db("shop").unwrap();
+        let hr = Name::parse_db("hr").unwrap();
+        t.node.note_database(&shop, true);
+        t.node.note_database(&hr, true);
+        t.node
+            .mark_broken(&hr, 5, &crate::error::DdbError::internal("disk"));
+        let hb = heartbeat(&t.node);
+        assert_eq!(hb.databases, ["hr", "shop"]);
+        assert_eq!(hb.broken.len(), 1);
+        assert_eq!((hb.broken[0].db.as_str(), hb.broken[0].seq), ("hr", 5));
+        assert_eq!(hb.metrics, None);
     }
 }

@@ -26,8 +26,8 @@ pub const APPEND_SECONDS: &str = "ddb_append_duration_seconds";
 pub const GROUP_COMMIT_OPS: &str = "ddb_group_commit_ops";
 /// Store failures that are not the client's doing (internal, unavailable, timeout).
 pub const STORE_ERRORS: &str = "ddb_store_errors_total";
-/// NATS connection events (connected, disconnected, ...).
-pub const NATS_EVENTS: &str = "ddb_nats_events_total";
+/// NATS connection events (connected, disconnected, ...); counted where connections are made.
+pub use crate::connect::NATS_EVENTS;
 /// Per database: the last log entry applied here, and the last one seen in the log.
 pub const DB_APPLIED_SEQ: &str = "ddb_db_applied_seq";
 pub const DB_LOG_SEQ: &str = "ddb_db_log_seq";
@@ -195,4 +195,130 @@ pub(crate) async fn serve(
 /// The local address actually bound (a port of 0 picks a free one).
 pub(crate) fn bound(listener: &TcpListener) -> Option<SocketAddr> {
     listener.local_addr().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_node::test_node;
+    use super::super::{Mode, Role};
+    use super::*;
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    /// Series as `name{label=value,...}` with their last value (counters: their total).
+    #[derive(Default, Clone)]
+    struct Seen(Arc<Mutex<BTreeMap<String, f64>>>);
+
+    struct Series(Seen, String);
+
+    impl Seen {
+        fn series(&self, key: &Key) -> Arc<Series> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            Arc::new(Series(
+                self.clone(),
+                format!("{}{{{}}}", key.name(), labels.join(",")),
+            ))
+        }
+
+        fn get(&self, series: &str) -> Option<f64> {
+            self.0.lock().unwrap().get(series).copied()
+        }
+
+        fn names(&self) -> Vec<String> {
+            self.0.lock().unwrap().keys().cloned().collect()
+        }
+    }
+
+    impl CounterFn for Series {
+        fn increment(&self, by: u64) {
+            *self.0 .0.lock().unwrap().entry(self.1.clone()).or_default() += by as f64;
+        }
+        fn absolute(&self, value: u64) {
+            self.0
+                 .0
+                .lock()
+                .unwrap()
+                .insert(self.1.clone(), value as f64);
+        }
+    }
+
+    impl GaugeFn for Series {
+        fn increment(&self, by: f64) {
+            *self.0 .0.lock().unwrap().entry(self.1.clone()).or_default() += by;
+        }
+        fn decrement(&self, by: f64) {
+            *self.0 .0.lock().unwrap().entry(self.1.clone()).or_default() -= by;
+        }
+        fn set(&self, value: f64) {
+            self.0 .0.lock().unwrap().insert(self.1.clone(), value);
+        }
+    }
+
+    impl Recorder for Seen {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.series(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.series(key))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn store_errors_count_only_failures_that_are_not_the_clients() {
+        let seen = Seen::default();
+        metrics::with_local_recorder(&seen, || {
+            for code in ErrorCode::ALL {
+                store_error(&DdbError::new(code, "x"));
+            }
+            store_error(&DdbError::internal("again"));
+        });
+        assert_eq!(
+            seen.names(),
+            [
+                "ddb_store_errors_total{code=internal}",
+                "ddb_store_errors_total{code=timeout}",
+                "ddb_store_errors_total{code=unavailable}",
+            ]
+        );
+        assert_eq!(seen.get("ddb_store_errors_total{code=internal}"), Some(2.0));
+    }
+
+    #[tokio::test]
+    async fn refresh_sets_the_lag_and_exactly_one_mode() {
+        let t = test_node(Role::Slave).await;
+        t.node.position.send_replace(7);
+        t.node.note_log_seq(12);
+        t.node.set_mode(Mode::Failover);
+        let seen = Seen::default();
+        metrics::with_local_recorder(&seen, || refresh(&t.node));
+        assert_eq!(seen.get("ddb_applied_seq{}"), Some(7.0));
+        assert_eq!(seen.get("ddb_log_seq{}"), Some(12.0));
+        assert_eq!(seen.get("ddb_lag{}"), Some(5.0));
+        assert_eq!(seen.get("ddb_broken_databases{}"), Some(0.0));
+        for (mode, on) in [
+            ("failover", 1.0),
+            ("master", 0.0),
+            ("replica", 0.0),
+            ("starting", 0.0),
+        ] {
+            assert_eq!(
+                seen.get(&format!("ddb_mode{{mode={mode}}}")),
+                Some(on),
+                "{mode}"
+            );
+        }
+    }
 }

@@ -3,15 +3,19 @@
 //! that answers requests, and the heartbeats that drive failover.
 
 mod applier;
+mod delivery;
+mod failover;
 mod intake;
 mod liveness;
 pub mod metrics;
 mod micro;
+mod reply_to;
 mod state;
+#[cfg(test)]
+mod test_node;
 mod writer;
 
 pub use crate::heartbeat::{Mode, Role};
-pub(crate) use applier::MAX_BATCH_BYTES;
 
 use crate::connect::NatsOptions;
 use crate::error::DdbError;

@@ -377,3 +377,149 @@ impl Node {
         self.set_mode(Mode::Master);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_node::test_node;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_starts_in_its_roles_mode() {
+        assert_eq!(test_node(Role::Master).await.node.mode(), Mode::Starting);
+        assert_eq!(test_node(Role::Slave).await.node.mode(), Mode::Replica);
+    }
+
+    #[tokio::test]
+    async fn op_ids_are_remembered_with_their_seq() {
+        let t = test_node(Role::Slave).await;
+        assert_eq!(t.node.seq_of_op_id("a"), None);
+        t.node.remember_op_id("a", 7);
+        t.node.remember_op_id("b", 9);
+        assert_eq!(t.node.seq_of_op_id("a"), Some(7));
+        assert_eq!(t.node.seq_of_op_id("b"), Some(9));
+        assert_eq!(t.node.seq_of_op_id("c"), None);
+    }
+
+    #[tokio::test]
+    async fn op_id_memory_forgets_the_oldest_past_its_size() {
+        let t = test_node(Role::Slave).await;
+        let id = |i: usize| format!("op-{i}");
+        for i in 0..OP_ID_MEMORY {
+            t.node.remember_op_id(&id(i), i as u64 + 1);
+        }
+        assert_eq!(t.node.seq_of_op_id(&id(0)), Some(1));
+        t.node.remember_op_id(&id(OP_ID_MEMORY), 0);
+        assert_eq!(t.node.seq_of_op_id(&id(0)), None);
+        assert_eq!(t.node.seq_of_op_id(&id(1)), Some(2));
+        // Oldest first, one per new op_id.
+        for i in OP_ID_MEMORY + 1..OP_ID_MEMORY + 5 {
+            t.node.remember_op_id(&id(i), i as u64 + 1);
+        }
+        for i in 1..5 {
+            assert_eq!(t.node.seq_of_op_id(&id(i)), None, "{}", id(i));
+        }
+        assert_eq!(t.node.seq_of_op_id(&id(5)), Some(6));
+        assert_eq!(
+            t.node.seq_of_op_id(&id(OP_ID_MEMORY + 4)),
+            Some(OP_ID_MEMORY as u64 + 5)
+        );
+        let m = t.node.op_ids.lock().unwrap();
+        assert_eq!((m.seqs.len(), m.order.len()), (OP_ID_MEMORY, OP_ID_MEMORY));
+    }
+
+    #[tokio::test]
+    async fn an_op_id_remembered_again_keeps_its_first_place() {
+        // Its seq is updated, but eviction follows when it was first seen: the memory holds
+        // each op_id once, so its size stays bounded.
+        let t = test_node(Role::Slave).await;
+        t.node.remember_op_id("again", 1);
+        for i in 1..OP_ID_MEMORY {
+            t.node.remember_op_id(&format!("op-{i}"), i as u64 + 1);
+        }
+        t.node.remember_op_id("again", 500_000);
+        assert_eq!(t.node.seq_of_op_id("again"), Some(500_000));
+        t.node.remember_op_id("one-more", 500_001);
+        assert_eq!(t.node.seq_of_op_id("again"), None);
+        assert_eq!(t.node.seq_of_op_id("op-1"), Some(2));
+    }
+
+    #[tokio::test]
+    async fn writes_are_taken_in_master_and_failover_modes_only() {
+        let t = test_node(Role::Slave).await;
+        for mode in [Mode::Master, Mode::Failover] {
+            t.node.set_mode(mode);
+            assert!(t.node.write_refusal().is_none(), "{mode:?}");
+        }
+        t.node.set_mode(Mode::Starting);
+        let e = t.node.write_refusal().expect("refused while starting");
+        assert_eq!(e.code, ErrorCode::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn a_replica_refuses_writes_naming_the_master_it_heard() {
+        let t = test_node(Role::Slave).await;
+        let e = t.node.write_refusal().expect("refused");
+        assert_eq!(e.code, ErrorCode::ReadOnly);
+        assert!(
+            e.message.contains("master master is alive"),
+            "{}",
+            e.message
+        );
+        *t.node.master_seen.lock().unwrap() = Some(("m7".to_owned(), Instant::now()));
+        let e = t.node.write_refusal().expect("refused");
+        assert!(e.message.contains("master m7 is alive"), "{}", e.message);
+        assert!(e.message.contains("ddb.node.m7"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_broken_database_keeps_its_first_failure() {
+        // The first entry that failed is the one a repair must start from.
+        let t = test_node(Role::Slave).await;
+        let db = Name::parse_db("shop").unwrap();
+        assert!(!t.node.is_broken("shop"));
+        t.node.mark_broken(&db, 12, &DdbError::internal("disk"));
+        t.node.mark_broken(&db, 15, &DdbError::internal("again"));
+        assert!(t.node.is_broken("shop"));
+        assert!(!t.node.is_broken("other"));
+        let b = t.node.broken.lock().unwrap()["shop"].clone();
+        assert_eq!(b.seq, 12);
+        assert!(b.error.contains("disk"), "{}", b.error);
+    }
+
+    #[tokio::test]
+    async fn databases_follow_create_and_drop() {
+        let t = test_node(Role::Slave).await;
+        let db = Name::parse_db("shop").unwrap();
+        t.node.note_database(&db, true);
+        t.node.note_database(&db, true);
+        assert_eq!(
+            t.node.databases.lock().unwrap().iter().collect::<Vec<_>>(),
+            ["shop"]
+        );
+        t.node.note_database(&db, false);
+        assert!(t.node.databases.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_log_end_seen_only_moves_forward() {
+        let t = test_node(Role::Slave).await;
+        t.node.note_log_seq(10);
+        t.node.note_log_seq(4);
+        assert_eq!(t.node.log_seq.load(Ordering::Relaxed), 10);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_position_already_reached_returns_at_once() {
+        let t = test_node(Role::Slave).await;
+        t.node.position.send_replace(5);
+        t.node.wait_position(5, Duration::ZERO).await.unwrap();
+        t.node.wait_position(3, Duration::ZERO).await.unwrap();
+        let e = t
+            .node
+            .wait_position(6, Duration::ZERO)
+            .await
+            .expect_err("not reached");
+        assert_eq!(e.code, ErrorCode::Timeout);
+        assert!(e.message.contains("up to seq 5"), "{}", e.message);
+    }
+}

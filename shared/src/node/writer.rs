@@ -4,7 +4,7 @@
 //! Nothing is committed that the log does not hold.
 
 use super::applier::{apply_entries, Entry};
-use super::intake::ReplyTo;
+use super::reply_to::ReplyTo;
 use super::state::CursorGuard;
 use super::NodeRef;
 use crate::error::{DdbError, ErrorCode};
@@ -449,4 +449,58 @@ async fn sync_from_log(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{parse_request, Limits, Op};
+
+    fn job(json: &str) -> Job {
+        let request = parse_request(json.as_bytes(), &Limits::default()).expect("valid request");
+        let Op::Write(op) = request.op else {
+            panic!("not a write: {json}")
+        };
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a permit");
+        Job {
+            op: Arc::new(op),
+            op_id: request.op_id,
+            reply: ReplyTo {
+                subject: None,
+                origin: "ddb.ops".into(),
+                received: Instant::now(),
+                _permit: permit,
+            },
+        }
+    }
+
+    #[test]
+    fn writes_without_an_op_id_share_a_batch() {
+        for json in [
+            r#"{"op":"INSERT","db":"d","table":"t","data":{"id":1}}"#,
+            r#"{"op":"UPDATE","db":"d","table":"t","data":{"v":2},"condition":{"id":1}}"#,
+            r#"{"op":"DELETE","db":"d","table":"t","condition":{"id":1}}"#,
+            r#"{"op":"CREATE_TABLE","db":"d","table":"t","data":{"id":"int"}}"#,
+            r#"{"op":"DROP_TABLE","db":"d","table":"t"}"#,
+            r#"{"op":"TRANSACTION","db":"d","ops":[{"op":"INSERT","db":"d","table":"t","data":{"id":1}}]}"#,
+        ] {
+            assert!(job(json).batchable(), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_write_with_an_op_id_goes_alone() {
+        // Its entry carries the op_id as its Nats-Msg-Id: one op_id per entry.
+        let json = r#"{"op":"INSERT","db":"d","table":"t","data":{"id":1},"op_id":"k-1"}"#;
+        assert!(!job(json).batchable());
+    }
+
+    #[test]
+    fn creating_or_dropping_a_database_goes_alone() {
+        assert!(!job(r#"{"op":"CREATE_DB","db":"d"}"#).batchable());
+        assert!(!job(r#"{"op":"DROP_DB","db":"d"}"#).batchable());
+        assert!(!job(r#"{"op":"CREATE_DB","db":"d","op_id":"k-2"}"#).batchable());
+    }
 }

@@ -7,16 +7,21 @@ mod condition;
 mod ddl;
 mod fast_insert;
 mod schema;
+mod search;
 mod strict_json;
 mod transaction;
+mod write;
 
 pub use condition::{CmpOp, Condition, Predicate, Test, MAX_CONDITION_VALUES};
 pub use schema::{ColumnDef, IndexDef, TableSchema, MAX_COLUMNS, MAX_INDEX_COLUMNS};
+pub use search::Search;
+pub use write::{Delete, Expect, Insert, Update};
 
 use crate::error::{DdbError, ErrorCode};
 use crate::name::{truncate_for_message, Name};
-use crate::value::{json_kind, Scalar};
+use crate::value::json_kind;
 use serde_json::{json, Map, Value as Json};
+use write::{row_json, with_expect};
 
 /// Size limits applied while parsing; both have their own `too_large` error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,58 +123,10 @@ pub enum WriteOp {
     },
 }
 
-/// What an UPDATE or DELETE must find for it to apply (`precondition_failed` otherwise).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expect {
-    /// The op must touch exactly this many rows.
-    pub affected: u64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Insert {
-    pub db: Name,
-    pub table: Name,
-    /// Each row lists the columns it sets, in the order given; absent columns are NULL.
-    pub rows: Vec<Vec<(Name, Scalar)>>,
-    /// Whether `data` was a single object (kept so the log re-encodes what the client sent).
-    pub single: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Update {
-    pub db: Name,
-    pub table: Name,
-    pub set: Vec<(Name, Scalar)>,
-    pub condition: Condition,
-    pub expect: Option<Expect>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delete {
-    pub db: Name,
-    pub table: Name,
-    pub condition: Condition,
-    pub expect: Option<Expect>,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadOp {
     Search(Search),
     Checksum { db: Name, table: Option<Name> },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Search {
-    pub db: Name,
-    pub table: Name,
-    pub condition: Condition,
-    /// Columns to return, in this order; `None` is every column in table order.
-    pub columns: Option<Vec<Name>>,
-    /// `(column, descending)` in priority order.
-    pub order_by: Vec<(Name, bool)>,
-    pub limit: Option<u64>,
-    /// The opaque keyset cursor from the previous page's `next`.
-    pub after: Option<String>,
 }
 
 impl WriteOp {
@@ -277,21 +234,6 @@ impl ReadOp {
             ReadOp::Checksum { db, .. } => db,
         }
     }
-}
-
-fn with_expect(mut op: Json, expect: Option<Expect>) -> Json {
-    if let Some(e) = expect {
-        op["expect"] = json!({"affected": e.affected});
-    }
-    op
-}
-
-fn row_json(row: &[(Name, Scalar)]) -> Json {
-    Json::Object(
-        row.iter()
-            .map(|(k, v)| (k.to_string(), v.to_json()))
-            .collect(),
-    )
 }
 
 /// Parses a request from raw bytes as received on NATS.
@@ -422,160 +364,11 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
                 schema: TableSchema::parse(table, &data, pk.as_ref())?,
             })
         }
-        "INSERT" => {
-            let db = f.name("db")?;
-            let table = f.name("table")?;
-            let (rows, single) = match f.require("data")? {
-                Json::Object(row) => (vec![parse_row(row, "INSERT data")?], true),
-                Json::Array(items) => {
-                    if items.is_empty() {
-                        return Err(DdbError::bad_request("INSERT data is an empty list"));
-                    }
-                    if items.len() > limits.max_rows_per_insert {
-                        return Err(DdbError::too_large(format!(
-                            "INSERT has {} rows; the limit is {} per request",
-                            items.len(),
-                            limits.max_rows_per_insert
-                        )));
-                    }
-                    let rows = items
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, item)| match item {
-                            Json::Object(row) => parse_row(row, &format!("INSERT row {i}")),
-                            other => Err(DdbError::bad_request(format!(
-                                "INSERT row {i} must be an object, got {}",
-                                json_kind(&other)
-                            ))),
-                        })
-                        .collect::<Result<_, _>>()?;
-                    (rows, false)
-                }
-                other => {
-                    return Err(DdbError::bad_request(format!(
-                        "INSERT data must be an object or a list of objects, got {}",
-                        json_kind(&other)
-                    )))
-                }
-            };
-            Op::Write(WriteOp::Insert(Insert {
-                db,
-                table,
-                rows,
-                single,
-            }))
-        }
-        "UPDATE" => {
-            let db = f.name("db")?;
-            let table = f.name("table")?;
-            let set = match f.require("data")? {
-                Json::Object(row) if !row.is_empty() => parse_row(row, "UPDATE data")?,
-                Json::Object(_) => {
-                    return Err(DdbError::bad_request("UPDATE data sets no column"))
-                }
-                other => {
-                    return Err(DdbError::bad_request(format!(
-                        "UPDATE data must be an object of column to new value, got {}",
-                        json_kind(&other)
-                    )))
-                }
-            };
-            let condition = f.condition_required("UPDATE")?;
-            Op::Write(WriteOp::Update(Update {
-                db,
-                table,
-                set,
-                condition,
-                expect: f.expect()?,
-            }))
-        }
-        "DELETE" => {
-            let db = f.name("db")?;
-            let table = f.name("table")?;
-            let condition = f.condition_required("DELETE")?;
-            Op::Write(WriteOp::Delete(Delete {
-                db,
-                table,
-                condition,
-                expect: f.expect()?,
-            }))
-        }
-        "SEARCH" => {
-            let db = f.name("db")?;
-            let table = f.name("table")?;
-            let condition = match f.take("condition") {
-                None | Some(Json::Null) => Condition::all_rows(),
-                Some(c) => Condition::parse(&c)?,
-            };
-            let columns = match f.take("columns") {
-                None | Some(Json::Null) => None,
-                Some(Json::Array(items)) if !items.is_empty() => Some(
-                    items
-                        .iter()
-                        .map(|v| match v {
-                            Json::String(s) => Name::parse(s, "column"),
-                            _ => Err(DdbError::bad_request("columns must be a list of names")),
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                Some(_) => {
-                    return Err(DdbError::bad_request(
-                        "columns must be a non-empty list of column names",
-                    ))
-                }
-            };
-            let order_by = match f.take("order_by") {
-                None | Some(Json::Null) => Vec::new(),
-                Some(Json::String(s)) => vec![parse_order_key(&s)?],
-                Some(Json::Array(items)) if items.len() <= MAX_COLUMNS => items
-                    .iter()
-                    .map(|v| match v {
-                        Json::String(s) => parse_order_key(s),
-                        _ => Err(DdbError::bad_request("order_by must be a name or a list of names")),
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => {
-                    return Err(DdbError::bad_request(
-                        "order_by must be a column name (\"-name\" for descending) or a list of them",
-                    ))
-                }
-            };
-            let limit = match f.take("limit") {
-                None | Some(Json::Null) => None,
-                Some(v) => Some(v.as_u64().filter(|n| *n <= i64::MAX as u64).ok_or_else(|| {
-                    DdbError::bad_request("limit must be a non-negative integer")
-                })?),
-            };
-            let after = match f.take("after") {
-                None | Some(Json::Null) => None,
-                // A cursor holds one row's order values, as long as those are: the request's
-                // size limit bounds it.
-                Some(Json::String(s)) if !s.is_empty() && s.len() <= MAX_CURSOR_LEN => Some(s),
-                Some(_) => {
-                    return Err(DdbError::bad_request(
-                        "after must be the cursor string from a previous reply's \"next\"",
-                    ))
-                }
-            };
-            Op::Read(ReadOp::Search(Search {
-                db,
-                table,
-                condition,
-                columns,
-                order_by,
-                limit,
-                after,
-            }))
-        }
-        "CHECKSUM" => {
-            let db = f.name("db")?;
-            let table = match f.take("table") {
-                None | Some(Json::Null) => None,
-                Some(Json::String(s)) => Some(Name::parse(&s, "table")?),
-                Some(_) => return Err(DdbError::bad_request("table must be a string")),
-            };
-            Op::Read(ReadOp::Checksum { db, table })
-        }
+        "INSERT" => Op::Write(WriteOp::Insert(write::parse_insert(f, limits)?)),
+        "UPDATE" => Op::Write(WriteOp::Update(write::parse_update(f)?)),
+        "DELETE" => Op::Write(WriteOp::Delete(write::parse_delete(f)?)),
+        "SEARCH" => Op::Read(ReadOp::Search(search::parse_search(f)?)),
+        "CHECKSUM" => Op::Read(search::parse_checksum(f)?),
         "CREATE_INDEX" | "DROP_INDEX" | "DROP_TABLE" | "ADD_COLUMN" => {
             Op::Write(ddl::parse(&op_upper, f)?)
         }
@@ -590,31 +383,6 @@ fn parse_op_fields(f: &mut Fields, limits: &Limits) -> Result<Op, DdbError> {
             ))
         }
     })
-}
-
-fn parse_order_key(raw: &str) -> Result<(Name, bool), DdbError> {
-    match raw.strip_prefix('-') {
-        Some(rest) => Ok((Name::parse(rest, "column")?, true)),
-        None => Ok((Name::parse(raw, "column")?, false)),
-    }
-}
-
-fn parse_row(row: Map<String, Json>, context: &str) -> Result<Vec<(Name, Scalar)>, DdbError> {
-    if row.is_empty() {
-        return Err(DdbError::bad_request(format!("{context} has no columns")));
-    }
-    if row.len() > MAX_COLUMNS {
-        return Err(DdbError::too_large(format!(
-            "{context} has more than {MAX_COLUMNS} columns"
-        )));
-    }
-    row.iter()
-        .map(|(k, v)| {
-            let name = Name::parse(k, "column")?;
-            let value = Scalar::from_json(v, &format!("{context}, column {name}"))?;
-            Ok((name, value))
-        })
-        .collect()
 }
 
 /// The fields of a request object, taken one by one so that leftovers can be reported.

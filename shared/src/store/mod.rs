@@ -62,7 +62,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             query_timeout: Some(Duration::from_secs(30)),
-            read_threads: 4,
+            read_threads: 2,
             op_id_window: Duration::from_secs(24 * 3600),
             op_id_max: 1_000_000,
         }

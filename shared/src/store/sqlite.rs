@@ -48,11 +48,18 @@ pub fn open(dir: &Path, options: &super::StoreOptions) -> Result<impl super::Sto
 
 type Pool = Mutex<HashMap<Name, Arc<AsyncMutex<Handle>>>>;
 
+/// Read connections per database: reads run on several threads at once, and one connection
+/// serves one read at a time.
+type ReadPool = Mutex<HashMap<Name, Vec<Arc<AsyncMutex<Handle>>>>>;
+
+/// Most read connections one database keeps open (the store runs at most a few reads at once).
+const MAX_READERS_PER_DB: usize = 8;
+
 pub struct SqliteBackend {
     dir: PathBuf,
     catalog: Mutex<Connection>,
     writers: Pool,
-    readers: Pool,
+    readers: ReadPool,
 }
 
 /// A connection and the deadline its progress handler checks.
@@ -75,6 +82,43 @@ fn nanos_since_epoch(at: Instant) -> u64 {
 impl SqliteBackend {
     fn path(&self, db: &Name) -> PathBuf {
         self.dir.join(format!("{db}{DB_SUFFIX}"))
+    }
+
+    /// A free read connection of `db`, opening another while fewer than the maximum exist.
+    async fn pooled_reader(&self, db: &Name) -> Result<Option<SqliteConn>, DdbError> {
+        let path = self.path(db);
+        let busy = {
+            let mut pools = self.readers.lock().map_err(poisoned)?;
+            let pool = pools.entry(db.clone()).or_default();
+            for h in pool.iter() {
+                if let Ok(guard) = h.clone().try_lock_owned() {
+                    return Ok(Some(SqliteConn(guard)));
+                }
+            }
+            if pool.len() < MAX_READERS_PER_DB {
+                None
+            } else {
+                Some(pool[0].clone())
+            }
+        };
+        if let Some(h) = busy {
+            return Ok(Some(SqliteConn(h.lock_owned().await)));
+        }
+        if !path.exists() {
+            return Ok(None);
+        }
+        let h = Arc::new(AsyncMutex::new(open_conn(&path, false)?));
+        let guard = h
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| DdbError::internal("a read connection just opened is in use elsewhere"))?;
+        self.readers
+            .lock()
+            .map_err(poisoned)?
+            .entry(db.clone())
+            .or_default()
+            .push(h);
+        Ok(Some(SqliteConn(guard)))
     }
 
     async fn cached(&self, pool: &Pool, db: &Name) -> Result<Option<SqliteConn>, DdbError> {
@@ -142,7 +186,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn reader(&self, db: &Name) -> Result<Option<SqliteConn>, DdbError> {
-        self.cached(&self.readers, db).await
+        self.pooled_reader(db).await
     }
 
     async fn create(&self, db: &Name) -> Result<SqliteConn, DdbError> {
@@ -250,7 +294,13 @@ impl Backend for SqliteBackend {
     async fn close(&self) -> Result<(), DdbError> {
         // Dropping the connections checkpoints the WAL of each database.
         let writers: Vec<_> = self.writers.lock().map_err(poisoned)?.drain().collect();
-        let readers: Vec<_> = self.readers.lock().map_err(poisoned)?.drain().collect();
+        let readers: Vec<_> = self
+            .readers
+            .lock()
+            .map_err(poisoned)?
+            .drain()
+            .flat_map(|(db, pool)| pool.into_iter().map(move |h| (db.clone(), h)))
+            .collect();
         for (_, h) in writers.into_iter().chain(readers) {
             drop(h.lock().await);
         }

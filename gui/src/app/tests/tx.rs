@@ -182,6 +182,15 @@ fn errors_show_per_inner_op_and_a_failed_op_is_named() {
         "{hint}"
     );
     assert_eq!(app.last_write_seq, None);
+    // The form that sent it shows the failed op, with why under its fields.
+    assert_eq!(app.form.tx_selected, 1);
+    assert_eq!(
+        app.form.tx[1].op_error.as_deref(),
+        Some(
+            "failed on master: precondition_failed: op 1 (UPDATE): expected 1 affected row, 0 were"
+        )
+    );
+    assert_eq!(app.form.tx[0].op_error, None);
     // No answer at all: nobody knows what happened to each op.
     let _ = app.update(Message::Execute);
     let cmd = next_command(&mut rx);
@@ -288,7 +297,16 @@ fn the_editor_adds_moves_and_removes_ops_and_shows_the_nats_line() {
         "not applied",
         "failed: precondition_failed",
         "UPDATE users",
+        "failed on master: precondition_failed: op 1 (UPDATE): 0 rows",
     ] {
         assert!(shows(&app, label), "the failure shows {label}");
     }
+    // The list shows every op on one line; clicking one shows its fields.
+    let line = r#"INSERT users · data {"id":2}"#;
+    assert!(shows(&app, line), "{:?}", app.form.tx[0].op_line(110));
+    click(&mut app, line);
+    assert_eq!(app.form.tx_selected, 0);
+    assert!(!shows(&app, "Expect affected"));
+    click(&mut app, "op 1");
+    assert!(shows(&app, "Expect affected"));
 }

@@ -1,0 +1,92 @@
+//! Answering one request: [`ReplyTo`] is where the reply goes and what it is counted as. Intake
+//! makes one per request; the read task or the writer that serves it sends the reply.
+
+use super::NodeRef;
+use crate::error::DdbError;
+use crate::reply::Reply;
+use async_nats::Subject;
+use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Where and how to answer one request; holds its in-flight permit until answered.
+pub(crate) struct ReplyTo {
+    /// The message's reply subject; `None` for a message sent without one (`nats pub`).
+    pub(super) subject: Option<Subject>,
+    /// The subject the request came in on.
+    pub(super) origin: Subject,
+    pub(super) received: Instant,
+    pub(super) _permit: OwnedSemaphorePermit,
+}
+
+impl ReplyTo {
+    /// Why this node will not take this write now, if it will not.
+    pub fn write_refusal(&self, node: &NodeRef) -> Option<DdbError> {
+        let refusal = node.write_refusal()?;
+        if self.origin.as_str() == node.subjects.ops() {
+            // Delivered through the intake just as this node stopped taking writes (leaving
+            // failover): the writer is elsewhere now, so "retry" is the answer.
+            return Some(DdbError::unavailable(format!(
+                "node {} stopped taking writes as this request arrived; retry on {}",
+                node.name(),
+                node.subjects.ops()
+            )));
+        }
+        Some(refusal)
+    }
+
+    /// Sends the reply (reads and failures are logged here; writes log in the writer, with
+    /// their seq). A message without a reply subject that failed is logged as a rejection.
+    pub async fn send(self, node: &NodeRef, op: &str, db: &str, result: Result<Reply, DdbError>) {
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) => Reply::error(node.name(), &e),
+        };
+        let took = self.received.elapsed();
+        let outcome = reply.error.as_ref().map_or("ok", |e| e.code.as_str());
+        // One line per failed request at info; successes only at debug (they are counted).
+        match &reply.error {
+            Some(e) => tracing::info!(
+                node = %node.name(), op, db, micros = took.as_micros() as u64,
+                outcome, error = %e.message, "request failed"
+            ),
+            None => tracing::debug!(
+                node = %node.name(), op, db, seq = reply.seq,
+                micros = took.as_micros() as u64, "request"
+            ),
+        }
+        metrics::counter!(super::metrics::REQUESTS, "op" => op.to_owned(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(super::metrics::REQUEST_SECONDS, "op" => op.to_owned())
+            .record(took.as_secs_f64());
+        let endpoint = if self.origin.as_str() == node.subjects.ops() {
+            super::micro::Endpoint::Ops
+        } else if self.origin.as_str() == node.subjects.reads() {
+            super::micro::Endpoint::Reads
+        } else {
+            super::micro::Endpoint::Node
+        };
+        let error_text = reply
+            .error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.code, e.message));
+        node.micro.record(endpoint, took, error_text.as_deref());
+        let Some(to) = self.subject else {
+            if let Some(e) = &reply.error {
+                tracing::warn!(node = %node.name(), subject = %self.origin, code = %e.code, message = %e.message, "rejected a message that has no reply subject");
+            }
+            return;
+        };
+        let mut bytes = reply.to_bytes();
+        let max = node.max_payload;
+        if max > 0 && bytes.len() > max {
+            let e = DdbError::too_large(format!(
+                "the reply is {} bytes, more than the server's max_payload of {max}; ask for fewer rows with limit and page with after (each reply's next), or narrow the SEARCH with a condition or columns",
+                bytes.len()
+            ));
+            bytes = Reply::error(node.name(), &e).to_bytes();
+        }
+        if let Err(e) = node.client.publish(to, bytes.into()).await {
+            tracing::warn!(node = %node.name(), error = %e, "cannot send a reply");
+        }
+    }
+}
