@@ -1,4 +1,4 @@
-//! TRANSACTION and `expect` end to end (docs: /work/notes/spec-17.md, README "Operations"):
+//! TRANSACTION and `expect` end to end (README "Transactions and conditional writes"):
 //! real nats-server, real `ddb-master` and `ddb-slave` binaries.
 //!
 //! - bank transfers by 64 concurrent clients, each a compare-and-set TRANSACTION with an
