@@ -46,6 +46,19 @@ pub struct LoadReport {
     pub skipped: usize,
 }
 
+/// The text of an ops file, or of standard input for `-`.
+pub fn read_ops_file(file: &std::path::Path, stdin: &mut dyn Read) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut s = String::new();
+        stdin
+            .read_to_string(&mut s)
+            .context("cannot read ops from standard input")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+    }
+}
+
 /// The ops of a file: (line number, text), blank and comment lines left out.
 pub fn parse_lines(text: &str) -> Vec<(usize, &str)> {
     text.lines()
@@ -62,16 +75,7 @@ pub async fn load(
     progress: ProgressDrawTarget,
     out: &mut dyn Write,
 ) -> anyhow::Result<LoadReport> {
-    let text = if args.file.as_os_str() == "-" {
-        let mut s = String::new();
-        stdin
-            .read_to_string(&mut s)
-            .context("cannot read ops from standard input")?;
-        s
-    } else {
-        std::fs::read_to_string(&args.file)
-            .with_context(|| format!("cannot read {}", args.file.display()))?
-    };
+    let text = read_ops_file(&args.file, stdin)?;
     let client = args.connect.connect().await?;
     let name = args.file.display().to_string();
     send_all(&client, &name, &text, args, progress, out).await

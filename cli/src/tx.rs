@@ -94,16 +94,7 @@ pub fn wrap(ops: Vec<Line>, db: Option<&str>, op_id: Option<&str>) -> anyhow::Re
 /// Reads the file (or stdin for `-`), wraps its ops into one TRANSACTION, sends it and prints
 /// the reply; returns whether the reply says `ok`.
 pub async fn tx(args: &TxArgs, stdin: &mut dyn Read, out: &mut dyn Write) -> anyhow::Result<bool> {
-    let text = if args.file.as_os_str() == "-" {
-        let mut s = String::new();
-        stdin
-            .read_to_string(&mut s)
-            .context("cannot read ops from standard input")?;
-        s
-    } else {
-        std::fs::read_to_string(&args.file)
-            .with_context(|| format!("cannot read {}", args.file.display()))?
-    };
+    let text = crate::load::read_ops_file(&args.file, stdin)?;
     let name = args.file.display();
     let ops = parse_ops(&text).with_context(|| format!("{name}: nothing was sent"))?;
     let request = wrap(ops, args.db.as_deref(), args.op_id.as_deref())

@@ -32,21 +32,6 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// The seed of a run: `var` if set, else the clock; printed so that a failure can be repeated.
-fn seed(var: &str, what: &str) -> u64 {
-    let seed = std::env::var(var)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("[{what}] seed {seed} (repeat with {var}={seed})");
-    seed
-}
-
 fn code(r: &Reply) -> Option<ErrorCode> {
     r.error.as_ref().map(|e| e.code)
 }
@@ -369,7 +354,7 @@ async fn checker(c_client: DdbClient, shared: Arc<Shared>) -> CheckerReport {
 async fn transfers_keep_the_total_through_a_master_kill() {
     let what = "transfers through a master kill";
     let started = Instant::now();
-    let seed = seed("DDB_TX_SEED", what);
+    let seed = ddb_testsupport::seed_from_env("DDB_TX_SEED", what);
     let mut c = Cluster::start(2).await;
     c.ok(&writer(), json!({"op":"CREATE_DB","db":BANK})).await;
     c.ok(&writer(), json!({"op":"CREATE_TABLE","db":BANK,"table":"acct","data":{"id":"int","bal":"int"},"primary_key":["id"]}))

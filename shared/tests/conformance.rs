@@ -108,6 +108,20 @@ impl Harness {
         (sums[0].rows, sums[0].checksum.clone())
     }
 
+    /// A write op for a store transaction, with `"db"` localised.
+    fn write_op(&self, req: Json) -> Arc<ddb::WriteOp> {
+        match parse_request(
+            self.localise(req).to_string().as_bytes(),
+            &Limits::default(),
+        )
+        .unwrap()
+        .op
+        {
+            Op::Write(w) => Arc::new(w),
+            other => panic!("not a write: {other:?}"),
+        }
+    }
+
     /// Rewrites `"db"` to this run's prefixed name.
     fn localise(&self, mut req: Json) -> Json {
         if let Some(db) = req.get("db").and_then(Json::as_str) {

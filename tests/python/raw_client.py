@@ -6,71 +6,26 @@ Starts its own nats-server on a free port and ddb-master + ddb-slave from target
 """
 import asyncio
 import json
-import os
 import re
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
 import nats
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "debug")
-passed = 0
-failed = 0
+from support import Tally, cluster
 
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", file=sys.stderr)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+tally = Tally("raw_client")
+check = tally.check
 
 
 async def main(tmp):
-    if shutil.which("nats-server") is None:
-        sys.exit("nats-server is missing: apt-get install -y nats-server")
-    port = free_port()
-    url = f"nats://127.0.0.1:{port}"
-    procs = []
-    nats_proc = subprocess.Popen(
-        ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", os.path.join(tmp, "js")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs.append(nats_proc)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        env = dict(os.environ, RUST_LOG="warn")
-        for name, binary in [("master", "ddb-master"), ("slave1", "ddb-slave")]:
-            procs.append(subprocess.Popen(
-                [os.path.join(BIN, binary), "--name", name, "--nats", url,
-                 "--store", f"sqlite://{os.path.join(tmp, name)}", "--heartbeat-ms", "200"],
-                env=env, stdin=subprocess.DEVNULL))
+    with cluster(tmp) as (url, nodes):
         nc = await asyncio.wait_for(nats.connect(url), 10)
         await wait_heartbeats(nc, {"master": "master", "slave1": "replica"})
         await scenario(nc)
-        for p in procs[1:]:
+        for p in nodes:
             check(p.poll() is None, f"node pid {p.pid} still running after the hostile messages")
         await nc.close()
-    finally:
-        for p in reversed(procs):
-            p.kill()
-            p.wait()
 
 
 async def wait_heartbeats(nc, want):
@@ -288,5 +243,4 @@ async def paging(nc):
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(main(tmp))
-    print(f"raw_client: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    tally.finish()

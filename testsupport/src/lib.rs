@@ -2,7 +2,7 @@
 //! temporary store dir, killed on drop (after nats.rs's `nats-server` helper crate).
 
 mod rng;
-pub use rng::Rng;
+pub use rng::{seed_from_env, Rng};
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;

@@ -4,6 +4,21 @@
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
+/// The seed of a run: `var` if set, else the clock; printed so that a failure can be repeated.
+pub fn seed_from_env(var: &str, what: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("[{what}] seed {seed} (repeat with {var}={seed})");
+    seed
+}
+
 impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
@@ -11,17 +26,7 @@ impl Rng {
 
     /// Seeded from the environment variable `var`, else from the clock; prints the seed.
     pub fn from_env(var: &str, what: &str) -> Rng {
-        let seed = std::env::var(var)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        eprintln!("[{what}] seed {seed} (repeat with {var}={seed})");
-        Rng::new(seed)
+        Rng::new(seed_from_env(var, what))
     }
 
     pub fn next_u64(&mut self) -> u64 {

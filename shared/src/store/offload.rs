@@ -141,11 +141,7 @@ impl Threads {
         F: Future<Output = Result<T, DdbError>> + Send + 'static,
         T: Send + 'static,
     {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let handle = self.handle.clone();
-        let call: Call = Box::new(move || {
-            let _ = done.send(handle.block_on(fut));
-        });
+        let (call, result) = self.call(fut);
         let tx = self.writer(db)?;
         // The queue is bounded and almost always empty; a full one waits off the event loop.
         let call = match tx.try_send(call) {
@@ -161,9 +157,21 @@ impl Threads {
                 .map_err(|e| DdbError::internal(format!("a store thread failed: {e}")))?
                 .map_err(|_| DdbError::unavailable("the store is closing"))?;
         }
-        result
-            .await
-            .map_err(|_| DdbError::internal("a store thread stopped before answering"))?
+        answer(result).await
+    }
+
+    /// `fut` as a call for a store thread, and where its result will come.
+    fn call<T, F>(&self, fut: F) -> (Call, tokio::sync::oneshot::Receiver<Result<T, DdbError>>)
+    where
+        F: Future<Output = Result<T, DdbError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let handle = self.handle.clone();
+        let call: Call = Box::new(move || {
+            let _ = done.send(handle.block_on(fut));
+        });
+        (call, result)
     }
 
     /// Runs `fut` on the catalog's writer thread.
@@ -181,18 +189,21 @@ impl Threads {
         F: Future<Output = Result<T, DdbError>> + Send + 'static,
         T: Send + 'static,
     {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let handle = self.handle.clone();
-        let call: Call = Box::new(move || {
-            let _ = done.send(handle.block_on(fut));
-        });
+        let (call, result) = self.call(fut);
         self.reads
             .send(call)
             .map_err(|_| DdbError::unavailable("the store is closing"))?;
-        result
-            .await
-            .map_err(|_| DdbError::internal("a read thread stopped before answering"))?
+        answer(result).await
     }
+}
+
+/// The result of a call, once its store thread has sent it.
+async fn answer<T>(
+    result: tokio::sync::oneshot::Receiver<Result<T, DdbError>>,
+) -> Result<T, DdbError> {
+    result
+        .await
+        .map_err(|_| DdbError::internal("a store thread stopped before answering"))?
 }
 
 /// A store whose every call runs on its [`Threads`].

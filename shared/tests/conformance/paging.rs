@@ -201,14 +201,7 @@ pub(super) async fn query_timeout(url: &str, node: &str) {
     // A write past its deadline: on SQLite an interrupted write takes the whole transaction
     // with it, so every op of it fails and the commit refuses; nothing is applied.
     let db = Name::parse_db(&h.db("slow")).unwrap();
-    let parse =
-        |j: Json| match parse_request(h.localise(j).to_string().as_bytes(), &Limits::default())
-            .unwrap()
-            .op
-        {
-            Op::Write(w) => Arc::new(w),
-            _ => unreachable!(),
-        };
+    let parse = |j: Json| h.write_op(j);
     let mut txn = bounded(store.begin(&db, Some(Duration::from_millis(1))))
         .await
         .unwrap();

@@ -112,14 +112,7 @@ pub(super) async fn schema_ops(h: &Harness) {
 
     // Schema ops inside one transaction: later ops see earlier ones; a rollback undoes them.
     let db = Name::parse_db(&h.db("sch")).unwrap();
-    let parse =
-        |j: Json| match parse_request(h.localise(j).to_string().as_bytes(), &Limits::default())
-            .unwrap()
-            .op
-        {
-            Op::Write(w) => Arc::new(w),
-            _ => unreachable!(),
-        };
+    let parse = |j: Json| h.write_op(j);
     let mut txn = bounded(h.store.begin(&db, None)).await.unwrap();
     let results = bounded(txn.execute(vec![
         parse(json!({"op":"ADD_COLUMN","db":"sch","table":"other","data":{"z":"int"}})),

@@ -139,14 +139,7 @@ pub(super) async fn transactions_and_expectations(h: &Harness) {
     // In a group commit, a failing transaction leaves the other ops of the batch alone.
     let store_db = Name::parse_db(&db).unwrap();
     let mut txn = bounded(h.store.begin(&store_db, None)).await.unwrap();
-    let parse =
-        |j: Json| match parse_request(h.localise(j).to_string().as_bytes(), &Limits::default())
-            .unwrap()
-            .op
-        {
-            Op::Write(w) => Arc::new(w),
-            _ => unreachable!(),
-        };
+    let parse = |j: Json| h.write_op(j);
     let results = bounded(txn.execute(vec![
         parse(json!({"op":"UPDATE","db":"bank","table":"acct","data":{"bal":71},"condition":{"id":1}})),
         parse(json!({"op":"TRANSACTION","db":"bank","ops":localised_ops(h, json!([
