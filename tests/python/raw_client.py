@@ -6,8 +6,6 @@ Starts its own nats-server on a free port and ddb-master + ddb-slave from target
 """
 import asyncio
 import json
-import re
-import sys
 import tempfile
 
 import nats
