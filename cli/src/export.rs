@@ -4,7 +4,9 @@
 //!
 //! Reads go to one node, `<prefix>.node.NAME` (`--node`, default `master`), not to the writer
 //! subject: during a failover the writer subject can move from one node to another between two
-//! pages, and a single node gives one replica's consistent view from start to end. Rows written
+//! pages, and a single node gives one replica's consistent view from start to end. `--any`
+//! reads from `<prefix>.reads` instead: NATS spreads the pages over every serving node (the
+//! cursor works on any of them, but the replicas may stand at different seqs). Rows written
 //! while the export runs may or may not be included (keyset paging: nothing is read twice).
 //!
 //! The output file is created only once the first page has arrived, so a mistyped table name
@@ -32,6 +34,9 @@ pub struct ExportArgs {
     /// Read from this node (`<prefix>.node.NAME`).
     #[arg(long, default_value = "master")]
     pub node: String,
+    /// Read each page from whichever node NATS picks (`<prefix>.reads`) instead of one node.
+    #[arg(long, conflicts_with = "node")]
+    pub any: bool,
     /// Rows per SEARCH page (halved on its own when a page is too large for NATS).
     #[arg(long, default_value_t = crate::paging::DEFAULT_PAGE_SIZE,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -71,7 +76,7 @@ pub fn parse_table(s: &str) -> Result<TableRef, String> {
 pub struct ExportReport {
     pub rows: u64,
     pub pages: u64,
-    /// The node read from.
+    /// The node(s) that answered (with `--any`, each one once, in order).
     pub node: String,
     /// Where the rows went: a path, or `stdout`.
     pub to: String,
@@ -132,11 +137,15 @@ async fn run(
     out: &mut Output<'_>,
 ) -> anyhow::Result<ExportReport> {
     let started = Instant::now();
-    let target = Target::Node(args.node.clone());
+    let (target, source) = if args.any {
+        (Target::AnyReplica, client.subjects().reads())
+    } else {
+        (Target::Node(args.node.clone()), args.node.clone())
+    };
     let timeout = args.connect.timeout();
     let bar = ProgressBar::with_draw_target(None, progress);
     bar.set_style(spinner_style());
-    bar.set_message(format!("{} from {}", args.table, args.node));
+    bar.set_message(format!("{} from {source}", args.table));
     // Pages can take seconds each; keep the elapsed time and rate moving in between.
     bar.enable_steady_tick(Duration::from_millis(200));
     // The row count comes from a CHECKSUM, which reads the whole table itself; asked for
@@ -155,7 +164,7 @@ async fn run(
     search.insert("condition".into(), json!({}));
     search.insert("limit".into(), json!(args.page_size));
     let mut pager = Pager::new(client, target, search, timeout);
-    let mut last_node = args.node.clone();
+    let mut nodes: Vec<String> = Vec::new();
     let mut reader_closed = false;
     let result: anyhow::Result<()> = async {
         while let Some(page) = pager.next_page().await.map_err(anyhow::Error::from)? {
@@ -167,7 +176,9 @@ async fn run(
                 }
                 written => written?,
             }
-            last_node = page.node;
+            if !nodes.contains(&page.node) {
+                nodes.push(page.node);
+            }
             bar.inc(page.rows.len() as u64);
             if let Some(count) = total.take_if(|t| t.is_finished()) {
                 if let Ok(Some(rows)) = count.await {
@@ -191,7 +202,11 @@ async fn run(
     Ok(ExportReport {
         rows: out.rows,
         pages: pager.pages(),
-        node: last_node,
+        node: if nodes.is_empty() {
+            source
+        } else {
+            nodes.join(", ")
+        },
         to: out.name(),
         elapsed: started.elapsed(),
         reader_closed,
@@ -351,6 +366,10 @@ mod tests {
         assert_eq!(a.node, "slave1");
         assert_eq!(a.page_size, 1000);
         assert!(parse(&["mydb.users", "--page-size", "0"]).is_err());
+        let a = parse(&["mydb.users", "--any"]).unwrap();
+        assert!(a.any);
+        let e = parse(&["mydb.users", "--any", "--node", "slave1"]).unwrap_err();
+        assert!(e.contains("--node"), "{e}");
         assert!(parse(&[]).is_err());
         let e = parse(&["users"]).unwrap_err();
         assert!(e.contains("not DB.TABLE"), "{e}");

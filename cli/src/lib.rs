@@ -92,11 +92,22 @@ pub fn target(node: Option<&str>) -> Target {
     }
 }
 
+/// Like [`target`], for commands that can also read from any replica (`--any`:
+/// `<prefix>.reads`, where every serving node is in one queue group).
+pub fn read_target(node: Option<&str>, any: bool) -> Target {
+    if any {
+        Target::AnyReplica
+    } else {
+        target(node)
+    }
+}
+
 /// The subject a target resolves to, for messages.
 pub fn subject_of(client: &DdbClient, target: &Target) -> String {
     match target {
         Target::Writer => client.subjects().ops(),
         Target::Node(n) => client.subjects().node(n),
+        Target::AnyReplica => client.subjects().reads(),
     }
 }
 
@@ -124,6 +135,9 @@ pub async fn request_json(
                 ),
                 Target::Node(n) => anyhow::anyhow!(
                     "no node named {n} answers on {subject} (`ddb status` lists the nodes)"
+                ),
+                Target::AnyReplica => anyhow::anyhow!(
+                    "nothing answers on {subject}: no node serves reads there (is the cluster running, and are its nodes new enough to serve {subject}? `ddb status` lists the nodes)"
                 ),
             });
         }

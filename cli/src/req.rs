@@ -4,9 +4,9 @@
 
 use crate::paging::{is_broken_pipe, paged_search, write_json_lines, Pager};
 use crate::table::Table;
-use crate::{request_json, subject_of, target, ConnectArgs};
+use crate::{read_target, request_json, subject_of, target, ConnectArgs};
 use anyhow::{bail, Context};
-use ddb::client::DdbClient;
+use ddb::client::{DdbClient, Target};
 use ddb::reply::Reply;
 use serde_json::{Map, Value as Json};
 use std::io::{Read, Write};
@@ -18,6 +18,10 @@ pub struct ReqArgs {
     /// Send to one node (`<prefix>.node.NAME`) instead of the writer (`<prefix>.ops`).
     #[arg(long)]
     pub node: Option<String>,
+    /// Send a read (SEARCH, CHECKSUM) to whichever node NATS picks (`<prefix>.reads`); a
+    /// write sent there is refused with `bad_request`.
+    #[arg(long, conflicts_with = "node")]
+    pub any: bool,
     /// Show SEARCH rows (and CHECKSUM tables) as a text table instead of JSON.
     #[arg(long)]
     pub table: bool,
@@ -83,12 +87,13 @@ pub async fn req(
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
     let op = read_op(args.op.as_deref(), stdin)?;
+    let target = read_target(args.node.as_deref(), args.any);
     if args.all {
         let search = paged_search(&op, args.page_size)?;
         let client = args.connect.connect().await?;
         return send_all(
             &client,
-            args.node.as_deref(),
+            target,
             search,
             args.table,
             args.connect.timeout(),
@@ -99,7 +104,7 @@ pub async fn req(
     let client = args.connect.connect().await?;
     send(
         &client,
-        args.node.as_deref(),
+        &target,
         &op,
         args.table,
         args.connect.timeout(),
@@ -111,13 +116,13 @@ pub async fn req(
 /// The part of `req` after connecting, for callers that hold a client.
 pub async fn send(
     client: &DdbClient,
-    node: Option<&str>,
+    target: &Target,
     op: &str,
     as_table: bool,
     timeout: std::time::Duration,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let reply = request_json(client, &target(node), op.as_bytes().to_vec(), timeout).await?;
+    let reply = request_json(client, target, op.as_bytes().to_vec(), timeout).await?;
     let ok = reply.get("ok").and_then(Json::as_bool).unwrap_or(false);
     print_reply(&reply, as_table, out)?;
     Ok(ok)
@@ -126,13 +131,13 @@ pub async fn send(
 /// The part of `req --all` after connecting: streams the rows of every page of `search`.
 pub async fn send_all(
     client: &DdbClient,
-    node: Option<&str>,
+    target: Target,
     search: Map<String, Json>,
     as_table: bool,
     timeout: std::time::Duration,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let pager = Pager::new(client, target(node), search, timeout);
+    let pager = Pager::new(client, target, search, timeout);
     match stream_pages(pager, as_table, out).await {
         Err(e) if is_broken_pipe(&e) => Ok(true),
         other => other.map(|()| true),
@@ -144,7 +149,8 @@ async fn stream_pages(
     as_table: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    // Through the writer subject a failover can move later pages to another node; say so.
+    // Through the writer subject a failover can move later pages to another node, and through
+    // `--any` each page can come from a different replica; say so.
     let mut nodes: Vec<String> = Vec::new();
     let mut tables = 0usize;
     while let Some(page) = pager.next_page().await? {
@@ -324,6 +330,19 @@ mod tests {
         assert!(e.contains("--all"), "{e}");
         assert!(parse(&["--all", "--page-size", "0"]).is_err());
         assert!(parse(&["--all", "--page-size", "-3"]).is_err());
+    }
+
+    #[test]
+    fn any_reads_from_any_replica_and_conflicts_with_node() {
+        let a = parse(&["--any", "{}"]).unwrap();
+        assert!(a.any);
+        assert_eq!(read_target(a.node.as_deref(), a.any), Target::AnyReplica);
+        let a = parse(&["--all", "--any", "{}"]).unwrap();
+        assert!(a.all && a.any);
+        let a = parse(&["{}"]).unwrap();
+        assert_eq!(read_target(a.node.as_deref(), a.any), Target::Writer);
+        let e = parse(&["--any", "--node", "slave1", "{}"]).unwrap_err();
+        assert!(e.contains("--node"), "{e}");
     }
 
     #[test]

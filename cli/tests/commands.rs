@@ -28,6 +28,7 @@ fn req_args(c: &Cluster, op: Option<&str>, node: Option<&str>, table: bool) -> R
     ReqArgs {
         op: op.map(str::to_owned),
         node: node.map(str::to_owned),
+        any: false,
         table,
         all: false,
         page_size: None,
@@ -253,6 +254,66 @@ async fn the_binary_reads_stdin_and_exits_non_zero_on_failure() {
 use ddb_testsupport::free_port;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn req_any_reads_from_some_replica_and_refuses_writes() {
+    let c = Cluster::start(2).await;
+    let url = c.nats.url();
+    c.ok(&writer(), json!({"op":"CREATE_DB","db":"anyr"})).await;
+    c.ok(
+        &writer(),
+        json!({"op":"CREATE_TABLE","db":"anyr","table":"t","data":{"id":"int","name":"string"},"primary_key":["id"]}),
+    )
+    .await;
+    let (ok, out) = lib_req(
+        &c,
+        r#"{"op":"INSERT","db":"anyr","table":"t","data":{"id":1,"name":"Alice"}}"#,
+        None,
+        false,
+    )
+    .await;
+    assert!(ok, "{out}");
+    let seq = seq_of(&out);
+    // Any node may answer; min_seq makes whichever one it is wait for the row.
+    let search = format!(
+        r#"{{"op":"SEARCH","db":"anyr","table":"t","condition":{{"id":1}},"min_seq":{seq}}}"#
+    );
+    let (code, out, err) = ddb(&["req", "--nats", &url, "--any", &search], None).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["ok"], true, "{out}");
+    assert_eq!(v["rows"], json!([{"id":1,"name":"Alice"}]), "{out}");
+    let node = v["node"].as_str().unwrap_or_default();
+    assert!(
+        ["master", "slave1", "slave2"].contains(&node),
+        "answered by a cluster node: {out}"
+    );
+    // A write on the reads subject is refused and names the intake.
+    let (code, out, err) = ddb(
+        &[
+            "req",
+            "--nats",
+            &url,
+            "--any",
+            r#"{"op":"INSERT","db":"anyr","table":"t","data":{"id":2,"name":"Bob"}}"#,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    let v: Json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["error"]["code"], "bad_request", "{out}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ddb.ops"), "{out}");
+    // --any and --node do not go together: exit 2 before sending.
+    let (code, _, err) = ddb(
+        &["req", "--nats", &url, "--any", "--node", "slave1", &search],
+        None,
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--node"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pub_sends_without_waiting_and_the_write_lands() {
     let c = Cluster::start(1).await;
     c.ok(&writer(), json!({"op":"CREATE_DB","db":"p"})).await;
@@ -351,18 +412,23 @@ async fn status_shows_every_node_and_flags_a_stopped_one() {
 
     // A node that stops is still known (it has a consumer on the log) and shows as not alive.
     assert!(c.stop("slave2"));
-    tokio::time::sleep(Duration::from_millis(ddb_e2e::HEARTBEAT_MS * 3)).await;
-    let mut out = Vec::new();
-    let all_alive = within(30, "ddb status", status(&args, &mut out))
-        .await
-        .unwrap();
-    let text = String::from_utf8(out).unwrap();
+    // Polled until slave2's missed heartbeats mark it down (three heartbeats, give or take).
+    let (all_alive, text) = within(30, "ddb status to show slave2 down", async {
+        loop {
+            let mut out = Vec::new();
+            let all_alive = status(&args, &mut out).await.unwrap();
+            let text = String::from_utf8(out).unwrap();
+            if text
+                .lines()
+                .any(|l| l.starts_with(" slave2 ") && l.ends_with("| no"))
+            {
+                return (all_alive, text);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     assert!(!all_alive, "{text}");
-    let slave2 = text
-        .lines()
-        .find(|l| l.starts_with(" slave2 "))
-        .unwrap_or_else(|| panic!("{text}"));
-    assert!(slave2.ends_with("| no"), "{text}");
     let (code, _, _) = ddb(&["status", "--nats", &c.nats.url()], None).await;
     assert_eq!(code, 1, "a node down exits 1");
 
@@ -827,6 +893,7 @@ fn export_args(c: &Cluster, table: &str, file: Option<&std::path::Path>, node: &
         table: parse_table(table).unwrap(),
         file: file.map(std::path::Path::to_path_buf),
         node: node.to_owned(),
+        any: false,
         page_size: 1000,
         connect: connect(c),
     }

@@ -137,6 +137,16 @@ impl App {
         (options, selected)
     }
 
+    /// The NATS subject a target resolves to (what the `nats req` preview shows).
+    pub fn subject(&self, target: &Target) -> String {
+        let subjects = ddb::subjects::Subjects::new(self.prefix());
+        match target {
+            Target::Writer => subjects.ops(),
+            Target::AnyReplica => subjects.reads(),
+            Target::Node(n) => subjects.node(n),
+        }
+    }
+
     /// Whether Execute can be pressed now.
     pub fn can_execute(&self) -> bool {
         !self.outcome.is_pending()
@@ -441,6 +451,7 @@ impl App {
         }
         let ready = match &step.target {
             Target::Writer => !self.nodes.writers().is_empty(),
+            Target::AnyReplica => self.nodes.alive_count() > 0,
             Target::Node(name) => self
                 .nodes
                 .get(name)

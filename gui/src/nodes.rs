@@ -183,9 +183,13 @@ impl Nodes {
             .collect()
     }
 
-    /// "Writer (ddb.ops)", then "Master (master)", "Slave 1 (slave1)", ...
+    /// "Writer (ddb.ops)", "Any replica (ddb.reads)", then "Master (master)", "Slave 1
+    /// (slave1)", ...
     pub fn targets(&self, prefix: &str) -> Vec<TargetOption> {
-        let mut out = vec![TargetOption::writer(prefix)];
+        let mut out = vec![
+            TargetOption::writer(prefix),
+            TargetOption::any_replica(prefix),
+        ];
         let mut masters = 0;
         let mut slaves = 0;
         for node in self.ordered() {
@@ -252,10 +256,19 @@ impl TargetOption {
         }
     }
 
+    /// Reads from whichever node NATS picks; writes are refused there.
+    pub fn any_replica(prefix: &str) -> Self {
+        TargetOption {
+            target: Target::AnyReplica,
+            label: format!("Any replica ({prefix}.reads)"),
+        }
+    }
+
     /// A label that needs no heartbeat.
     pub fn plain(prefix: &str, target: &Target) -> Self {
         match target {
             Target::Writer => TargetOption::writer(prefix),
+            Target::AnyReplica => TargetOption::any_replica(prefix),
             Target::Node(name) => TargetOption {
                 target: target.clone(),
                 label: format!("Node ({name})"),
@@ -352,6 +365,7 @@ pub(crate) mod tests {
             labels,
             [
                 "Writer (ddb.ops)",
+                "Any replica (ddb.reads)",
                 "Master (master)",
                 "Slave 1 (slave2)",
                 "Slave 2 (slave10)",
@@ -365,6 +379,10 @@ pub(crate) mod tests {
         assert_eq!(
             nodes.target_label("x", &Target::Node("gone".into())),
             "Node (gone)"
+        );
+        assert_eq!(
+            nodes.target_label("x", &Target::AnyReplica),
+            "Any replica (x.reads)"
         );
         let writers: Vec<&str> = nodes.writers().iter().map(|n| n.name.as_str()).collect();
         assert_eq!(writers, ["master", "slave2"]);

@@ -271,7 +271,13 @@ impl Done {
                     "No writer answered on {prefix}.ops. Is the master up? Slaves take over after their failover delay."
                 ),
                 Target::Node(n) => format!("Node {n} did not answer. Is it running? Check the Nodes panel."),
+                Target::AnyReplica => format!(
+                    "No node answered on {prefix}.reads. Is any node up? Check the Nodes panel."
+                ),
             }),
+            ErrorCode::BadRequest if self.refused_by_reads() => Some(format!(
+                "Any replica ({prefix}.reads) serves reads only (SEARCH, CHECKSUM). Send writes to Writer ({prefix}.ops)."
+            )),
             ErrorCode::Unavailable if self.reply().is_none() => {
                 Some("The request could not be sent: check the NATS connection in the header.".into())
             }
@@ -300,7 +306,18 @@ impl Done {
 
     /// Whether a "send it to the writer" button makes sense.
     pub fn can_resend_to_writer(&self) -> bool {
-        self.error().is_some_and(|e| e.code == ErrorCode::ReadOnly) && self.target != Target::Writer
+        (self.error().is_some_and(|e| e.code == ErrorCode::ReadOnly)
+            && self.target != Target::Writer)
+            || self.refused_by_reads()
+    }
+
+    /// A write sent to Any replica, refused there with `bad_request` (reads only).
+    fn refused_by_reads(&self) -> bool {
+        self.target == Target::AnyReplica
+            && self.op.is_write()
+            && self
+                .error()
+                .is_some_and(|e| e.code == ErrorCode::BadRequest)
     }
 }
 
@@ -650,5 +667,25 @@ mod tests {
         let mut to_writer = refused.clone();
         to_writer.target = Target::Writer;
         assert!(!to_writer.can_resend_to_writer());
+    }
+
+    #[test]
+    fn writes_refused_by_any_replica_say_where_to_send_them() {
+        let mut refused = done(
+            Target::AnyReplica,
+            Ok(reply(
+                json!({"ok":false,"node":"slave2","error":{"code":"bad_request","message":"ddb.reads serves reads only: send INSERT to ddb.ops"}}),
+            )),
+        );
+        refused.op = OpKind::Insert;
+        let hint = refused.hint(&Nodes::default(), "ddb").unwrap();
+        assert!(hint.contains("Writer (ddb.ops)"), "{hint}");
+        assert!(refused.can_resend_to_writer());
+        let mut search = refused.clone();
+        search.op = OpKind::Search;
+        assert!(
+            !search.can_resend_to_writer(),
+            "a bad SEARCH is not a write"
+        );
     }
 }

@@ -133,6 +133,7 @@ async fn the_seed_workflow_through_the_gui_shows_a_search_table() {
         labels,
         [
             "Writer (ddb.ops)",
+            "Any replica (ddb.reads)",
             "Master (master)",
             "Slave 1 (slave1)",
             "Slave 2 (slave2)"

@@ -16,6 +16,9 @@ pub enum Target {
     Writer,
     /// `<prefix>.node.<name>`.
     Node(String),
+    /// `<prefix>.reads`: reads (SEARCH, CHECKSUM) from whichever node NATS picks out of the
+    /// queue group of every serving node; writes sent there get `bad_request`.
+    AnyReplica,
 }
 
 #[derive(Clone)]
@@ -60,6 +63,7 @@ impl DdbClient {
         match target {
             Target::Writer => self.subjects.ops(),
             Target::Node(name) => self.subjects.node(name),
+            Target::AnyReplica => self.subjects.reads(),
         }
     }
 

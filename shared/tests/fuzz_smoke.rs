@@ -212,6 +212,10 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn drive(target: &str, f: fn(&[u8])) {
+    // The panic hook is process-wide and the tests run in parallel: one target runs at a
+    // time (its time budget starts once it holds the lock), swapping the hook and putting it back.
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _swapping = HOOK.lock().unwrap_or_else(|e| e.into_inner());
     let secs = env_u64("DDB_FUZZ_SECS", 3);
     let seed = env_u64("DDB_FUZZ_SEED", 0x00dd_bf22);
     let mut rng = Rng::new(seed);

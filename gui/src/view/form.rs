@@ -83,10 +83,7 @@ pub fn view(app: &App) -> Element<'_, Message> {
 
     let preview: Element<'_, Message> = match form.preview() {
         Some(request) => {
-            let subject = match &app.target {
-                ddb::client::Target::Writer => format!("{}.ops", app.prefix()),
-                ddb::client::Target::Node(n) => format!("{}.node.{n}", app.prefix()),
-            };
+            let subject = app.subject(&app.target);
             style::with_help(
                 text(format!("nats req {subject} '{request}'"))
                     .size(12)

@@ -5,6 +5,8 @@ mod form;
 mod history;
 mod nodes;
 mod results;
+#[cfg(test)]
+pub(crate) use results::error_texts;
 pub mod style;
 mod tx;
 

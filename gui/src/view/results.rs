@@ -7,7 +7,7 @@ use crate::app::{App, Message};
 use crate::results::{checksum_grid, rows_grid, Cell, Done, Grid, Outcome, ResultView, TxLine};
 use crate::verify::{Verified, VerifyRow};
 use iced::widget::{button, column, container, row, scrollable, space, table, text, tooltip};
-use iced::{Center, Element, Fill, Font};
+use iced::{Center, Color, Element, Fill, Font};
 
 pub fn view(app: &App) -> Element<'_, Message> {
     let body: Element<'_, Message> = match &app.outcome {
@@ -111,12 +111,10 @@ fn done_view<'a>(app: &'a App, done: &'a Done) -> Element<'a, Message> {
 
     let mut content = column![facts].spacing(10);
     if let Some(e) = done.error() {
+        let [(code, code_color), (message, message_color)] = error_texts(&e);
         let mut error = column![row![
-            text(e.code.to_string())
-                .size(15)
-                .font(style::BOLD)
-                .color(style::RED),
-            text(e.message.clone()).size(14).color(style::RED),
+            text(code).size(15).font(style::BOLD).color(code_color),
+            text(message).size(14).color(message_color),
         ]
         .spacing(10)]
         .spacing(8);
@@ -172,6 +170,15 @@ fn done_view<'a>(app: &'a App, done: &'a Done) -> Element<'a, Message> {
     };
     content = content.push(detail);
     content.height(Fill).into()
+}
+
+/// What the error box of a failed reply says, and in which colour: its code, then its
+/// message, both in red.
+pub(crate) fn error_texts(e: &ddb::DdbError) -> [(String, Color); 2] {
+    [
+        (e.code.to_string(), style::RED),
+        (e.message.clone(), style::RED),
+    ]
 }
 
 /// A TRANSACTION's ops, one line each: what it affected, or that it failed (in red) and

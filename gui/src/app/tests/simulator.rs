@@ -183,6 +183,21 @@ fn errors_show_in_red_with_their_code_and_where_to_send_writes() {
     );
     assert!(shows(&app, "read_only"));
     assert!(shows(&app, "node slave1 is a read-only replica"));
+    let error = match &app.outcome {
+        Outcome::Done(d) => d.error().expect("the reply is an error"),
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        view::error_texts(&error),
+        [
+            ("read_only".to_string(), view::style::RED),
+            (
+                "node slave1 is a read-only replica".to_string(),
+                view::style::RED
+            ),
+        ],
+        "the code and the message are shown in red"
+    );
     click(&mut app, "Send it to Writer (ddb.ops)");
     assert_eq!(next_command(&mut rx).target, Target::Writer);
 }

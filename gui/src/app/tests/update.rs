@@ -37,10 +37,31 @@ fn target_selected_sets_the_target() {
     )));
     let (options, selected) = app.target_options();
     assert_eq!(selected.target, Target::Writer);
-    assert_eq!(options.len(), 2);
-    let _ = app.update(Message::TargetSelected(options[1].clone()));
+    assert_eq!(options.len(), 3);
+    assert_eq!(options[1].label, "Any replica (ddb.reads)");
+    let _ = app.update(Message::TargetSelected(options[2].clone()));
     assert_eq!(app.target, Target::Node("slave1".into()));
     assert_eq!(app.target_options().1.label, "Slave 1 (slave1)");
+}
+
+#[test]
+fn a_search_to_any_replica_goes_to_the_reads_subject() {
+    let (mut app, mut rx) = connected();
+    let any = app.target_options().0[1].clone();
+    let _ = app.update(Message::TargetSelected(any));
+    assert_eq!(app.target, Target::AnyReplica);
+    op(&mut app, OpKind::Search);
+    edit(&mut app, Field::Db, "mydb");
+    edit(&mut app, Field::Table, "users");
+    let _ = app.update(Message::Execute);
+    let cmd = next_command(&mut rx);
+    assert_eq!(cmd.target, Target::AnyReplica);
+    assert_eq!(app.subject(&cmd.target), format!("{}.reads", app.prefix()));
+    assert_eq!(cmd.payload["op"], "SEARCH");
+    assert_eq!(
+        app.history.get(0).unwrap().target_label,
+        format!("Any replica ({}.reads)", app.prefix())
+    );
 }
 
 #[test]
@@ -212,7 +233,72 @@ fn result_view_and_copy() {
         ResultView::Table,
         "a new result opens on its table"
     );
-    assert_eq!(app.update(Message::CopyResult).units(), 1);
+    let copy = app.update(Message::CopyResult);
+    let raw = match &app.outcome {
+        Outcome::Done(d) => d.raw_json(),
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        copied(copy).as_deref(),
+        Some(raw.as_str()),
+        "the raw JSON reply goes to the clipboard"
+    );
+}
+
+/// What a task writes to the clipboard, if it is a clipboard write.
+fn copied(task: Task<Message>) -> Option<String> {
+    use futures::StreamExt;
+    use iced_test::runtime::{clipboard, task, Action};
+    let mut actions = task::into_stream(task)?;
+    match futures::executor::block_on(actions.next())? {
+        Action::Clipboard(clipboard::Action::Write { contents, .. }) => Some(contents),
+        _ => None,
+    }
+}
+
+/// Runs the widget operations of each task, in turn, on one live view of `app` (as the
+/// runtime does, following chained operations) and returns the id of the focused widget.
+fn focused_after(app: &App, tasks: Vec<Task<Message>>) -> Option<iced::widget::Id> {
+    use futures::StreamExt;
+    use iced_test::core::renderer::Headless;
+    use iced_test::core::widget::operation::{black_box, Outcome as Op};
+    use iced_test::core::widget::Operation;
+    use iced_test::runtime::{task, user_interface, Action, UserInterface};
+    use iced_test::selector::{is_focused, Selector, Target};
+    let mut renderer = futures::executor::block_on(<iced::Renderer as Headless>::new(
+        iced::Font::with_name("Fira Sans"),
+        iced::Pixels(16.0),
+        None,
+    ))
+    .expect("a headless renderer");
+    let mut ui = UserInterface::build(
+        view::view(app),
+        iced::Size::new(1400.0, 900.0),
+        user_interface::Cache::default(),
+        &mut renderer,
+    );
+    for t in tasks {
+        let mut actions = task::into_stream(t).expect("a task with an action");
+        while let Some(action) = futures::executor::block_on(actions.next()) {
+            let Action::Widget(mut operation) = action else {
+                panic!("only widget operations were expected");
+            };
+            loop {
+                ui.operate(&renderer, operation.as_mut());
+                match operation.finish() {
+                    Op::Chain(next) => operation = next,
+                    _ => break,
+                }
+            }
+        }
+    }
+    let mut find = is_focused().find();
+    ui.operate(&renderer, &mut black_box(&mut find));
+    match find.finish() {
+        Op::Some(Some(Target::Focusable { id, .. })) => id,
+        Op::Some(Some(other)) => panic!("unexpected target {other:?}"),
+        _ => None,
+    }
 }
 
 #[test]
@@ -319,8 +405,20 @@ fn clear_history_keeps_pending_requests() {
 #[test]
 fn focus_messages_move_the_focus() {
     let mut app = app();
-    assert_eq!(app.update(Message::FocusNext).units(), 1);
-    assert_eq!(app.update(Message::FocusPrevious).units(), 1);
+    let focus_db = || iced::widget::operation::focus(view::ids::field(Field::Db));
+    let next = app.update(Message::FocusNext);
+    assert_eq!(
+        focused_after(&app, vec![focus_db(), next]),
+        Some(view::ids::field(Field::OpId)),
+        "Tab moves from the database to the next input (the op_id)"
+    );
+    let previous = app.update(Message::FocusPrevious);
+    let next = app.update(Message::FocusNext);
+    assert_eq!(
+        focused_after(&app, vec![focus_db(), next, previous]),
+        Some(view::ids::field(Field::Db)),
+        "Shift+Tab moves back to the database"
+    );
 }
 
 #[test]
