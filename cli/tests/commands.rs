@@ -15,8 +15,10 @@ use ddb_cli::verify::{verify, VerifyArgs};
 use ddb_cli::ConnectArgs;
 use ddb_e2e::{node, within, writer, Cluster};
 use serde_json::{json, Value as Json};
-use std::process::Stdio;
 use std::time::Duration;
+use support::{ddb, ddb_env};
+
+mod support;
 
 fn connect(c: &Cluster) -> ConnectArgs {
     let mut a = ConnectArgs::new(&c.nats.url());
@@ -48,46 +50,6 @@ async fn lib_req(c: &Cluster, op: &str, node: Option<&str>, table: bool) -> (boo
     .await
     .unwrap_or_else(|e| panic!("ddb req {op}: {e:#}"));
     (ok, String::from_utf8(out).unwrap())
-}
-
-/// Runs the `ddb` binary; returns (exit code, stdout, stderr).
-async fn ddb(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    ddb_env(args, stdin, &[]).await
-}
-
-async fn ddb_env(
-    args: &[&str],
-    stdin: Option<&str>,
-    env: &[(&str, &str)],
-) -> (i32, String, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ddb"));
-    cmd.args(args)
-        .env_remove("DDB_NATS")
-        .env_remove("DDB_PREFIX")
-        .envs(env.iter().copied())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("start ddb");
-    if let Some(text) = stdin {
-        use tokio::io::AsyncWriteExt;
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(text.as_bytes()).await.unwrap();
-        drop(pipe);
-    }
-    let out = within(60, &format!("ddb {args:?}"), child.wait_with_output())
-        .await
-        .expect("ddb ran");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn seq_of(printed: &str) -> u64 {
