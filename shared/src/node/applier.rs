@@ -135,9 +135,6 @@ async fn apply_batch(node: &NodeRef, batch: &[Message]) {
         };
         let seq = info.stream_sequence;
         node.note_log_seq(seq + info.pending);
-        if let Some(db) = node.subjects.db_of_log_subject(&msg.subject) {
-            metrics::gauge!(super::metrics::DB_LOG_SEQ, "db" => db.to_owned()).set(seq as f64);
-        }
         if seq <= last_seq {
             continue; // redelivered
         }
@@ -179,6 +176,10 @@ async fn apply_batch(node: &NodeRef, batch: &[Message]) {
 }
 
 async fn apply_group(node: &NodeRef, db: &Name, entries: Vec<Entry>) {
+    // Once per group of consecutive entries, not per entry: the label costs an allocation.
+    if let Some(last) = entries.last() {
+        metrics::gauge!(super::metrics::DB_LOG_SEQ, "db" => db.to_string()).set(last.seq as f64);
+    }
     if node.is_broken(db.as_str()) {
         return;
     }
@@ -265,14 +266,15 @@ async fn apply_chunk(
     // Replaying the log is never cut short: it applies what a writer already applied.
     let mut txn = node.store.begin(db, None).await?;
     let mut ops = Vec::new();
+    // Each op's entry and name, to say which one failed.
     let mut origin = Vec::new();
     for (seq, logged) in chunk {
         for o in logged {
             ops.push(o.op.clone());
-            origin.push(*seq);
+            origin.push((*seq, o.op.name()));
         }
     }
-    let results = txn.execute(ops.clone()).await;
+    let results = txn.execute(ops).await;
     if let Some(i) = results.iter().position(Result::is_err) {
         let _ = txn.rollback().await;
         let e = results
@@ -284,9 +286,7 @@ async fn apply_chunk(
             e.code,
             format!(
                 "entry {}, {} on {db}: {}",
-                origin[i],
-                ops[i].name(),
-                e.message
+                origin[i].0, origin[i].1, e.message
             ),
         ));
     }

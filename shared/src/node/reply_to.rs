@@ -36,7 +36,13 @@ impl ReplyTo {
 
     /// Sends the reply (reads and failures are logged here; writes log in the writer, with
     /// their seq). A message without a reply subject that failed is logged as a rejection.
-    pub async fn send(self, node: &NodeRef, op: &str, db: &str, result: Result<Reply, DdbError>) {
+    pub async fn send(
+        self,
+        node: &NodeRef,
+        op: &'static str,
+        db: &str,
+        result: Result<Reply, DdbError>,
+    ) {
         let reply = match result {
             Ok(r) => r,
             Err(e) => Reply::error(node.name(), &e),
@@ -54,10 +60,8 @@ impl ReplyTo {
                 micros = took.as_micros() as u64, "request"
             ),
         }
-        metrics::counter!(super::metrics::REQUESTS, "op" => op.to_owned(), "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!(super::metrics::REQUEST_SECONDS, "op" => op.to_owned())
-            .record(took.as_secs_f64());
+        metrics::counter!(super::metrics::REQUESTS, "op" => op, "outcome" => outcome).increment(1);
+        metrics::histogram!(super::metrics::REQUEST_SECONDS, "op" => op).record(took.as_secs_f64());
         let endpoint = if self.origin.as_str() == node.subjects.ops() {
             super::micro::Endpoint::Ops
         } else if self.origin.as_str() == node.subjects.reads() {

@@ -36,7 +36,8 @@ pub(crate) struct Threads {
     handle: Handle,
     /// The reads' queue; its reader threads end when every sender is gone.
     reads: mpsc::Sender<Call>,
-    writers: Arc<Mutex<HashMap<Option<Name>, mpsc::SyncSender<Call>>>>,
+    /// Writer threads by database name; "" (no database is named so) is the catalog's.
+    writers: Arc<Mutex<HashMap<String, mpsc::SyncSender<Call>>>>,
     node: Arc<str>,
 }
 
@@ -113,8 +114,9 @@ impl Threads {
 
     /// The writer thread of `db` (`None`: the node catalog's), started on first use.
     fn writer(&self, db: Option<&Name>) -> Result<mpsc::SyncSender<Call>, DdbError> {
+        let key = db.map_or("", Name::as_str);
         let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = writers.get(&db.cloned()) {
+        if let Some(tx) = writers.get(key) {
             return Ok(tx.clone());
         }
         let (tx, rx) = mpsc::sync_channel::<Call>(WRITER_QUEUE);
@@ -131,7 +133,7 @@ impl Threads {
                 }
             })
             .map_err(|e| DdbError::internal(format!("cannot start a store thread: {e}")))?;
-        writers.insert(db.cloned(), tx.clone());
+        writers.insert(key.to_owned(), tx.clone());
         Ok(tx)
     }
 
