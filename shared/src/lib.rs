@@ -11,6 +11,7 @@ pub mod name;
 pub mod node;
 pub mod op;
 pub mod reply;
+pub mod snapshot;
 pub mod sql;
 pub mod store;
 pub mod subjects;

@@ -27,6 +27,12 @@ pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     pub writer: String,
+    /// The seq of the database's previous entry when this one was appended (what the writer
+    /// expected to be last): a node whose database is not at `prev` has missed entries, which
+    /// a trimmed log may no longer hold (then it restores a snapshot). Absent in entries
+    /// written before snapshots existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<u64>,
     /// Each op as canonical request JSON (with its `op_id`, when it had one).
     pub ops: Vec<Json>,
 }
@@ -39,9 +45,10 @@ pub struct LoggedOp {
 }
 
 impl LogEntry {
-    pub fn new(writer: &str, ops: &[(WriteOp, Option<String>)]) -> Self {
+    pub fn new(writer: &str, prev: u64, ops: &[(WriteOp, Option<String>)]) -> Self {
         LogEntry {
             writer: writer.to_owned(),
+            prev: Some(prev),
             ops: ops
                 .iter()
                 .map(|(op, op_id)| {
@@ -59,15 +66,15 @@ impl LogEntry {
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }
 
-    /// The bytes of `LogEntry::new(writer, ops).encode()`, written straight from the ops: the
-    /// write path skips a JSON tree and a copy of every op (INSERT rows in particular).
-    pub fn encode_ops(writer: &str, ops: &[(&WriteOp, Option<&str>)]) -> Bytes {
-        let entry = EntryOut { writer, ops };
+    /// The bytes of `LogEntry::new(writer, prev, ops).encode()`, written straight from the ops:
+    /// the write path skips a JSON tree and a copy of every op (INSERT rows in particular).
+    pub fn encode_ops(writer: &str, prev: u64, ops: &[(&WriteOp, Option<&str>)]) -> Bytes {
+        let entry = EntryOut { writer, prev, ops };
         Bytes::from(serde_json::to_vec(&entry).unwrap_or_default())
     }
 
     /// Decodes and re-validates an entry; `db` is the database its subject names.
-    pub fn decode(bytes: &[u8], db: &Name) -> Result<(String, Vec<LoggedOp>), DdbError> {
+    pub fn decode(bytes: &[u8], db: &Name) -> Result<DecodedEntry, DdbError> {
         let not_ddb =
             |e: serde_json::Error| DdbError::bad_request(format!("log entry is not ddb JSON: {e}"));
         let entry: EntryIn = serde_json::from_slice(bytes).map_err(not_ddb)?;
@@ -102,28 +109,44 @@ impl LogEntry {
         if ops.is_empty() {
             return Err(DdbError::bad_request("log entry holds no op"));
         }
-        Ok((entry.writer, ops))
+        Ok(DecodedEntry {
+            writer: entry.writer,
+            prev: entry.prev,
+            ops,
+        })
     }
+}
+
+/// An entry as [`LogEntry::decode`] returns it.
+#[derive(Debug)]
+pub struct DecodedEntry {
+    pub writer: String,
+    pub prev: Option<u64>,
+    pub ops: Vec<LoggedOp>,
 }
 
 /// A log entry as read: each op kept as its JSON text until it is parsed.
 #[derive(Deserialize)]
 struct EntryIn<'a> {
     writer: String,
+    #[serde(default)]
+    prev: Option<u64>,
     #[serde(borrow)]
     ops: Vec<&'a serde_json::value::RawValue>,
 }
 
 struct EntryOut<'a> {
     writer: &'a str,
+    prev: u64,
     ops: &'a [(&'a WriteOp, Option<&'a str>)],
 }
 
 impl Serialize for EntryOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(2))?;
+        let mut m = s.serialize_map(Some(3))?;
         m.serialize_entry("writer", self.writer)?;
+        m.serialize_entry("prev", &self.prev)?;
         m.serialize_entry("ops", &OpsOut(self.ops))?;
         m.end()
     }
@@ -481,8 +504,8 @@ mod tests {
         for one in owned.chunks(1).chain([owned.as_slice()]) {
             let borrowed: Vec<_> = one.iter().map(|(o, id)| (o, id.as_deref())).collect();
             assert_eq!(
-                LogEntry::encode_ops("master", &borrowed),
-                LogEntry::new("master", one).encode()
+                LogEntry::encode_ops("master", 41, &borrowed),
+                LogEntry::new("master", 41, one).encode()
             );
         }
     }

@@ -205,7 +205,7 @@ pub(super) async fn apply_entries(
     let mut decoded: Vec<(u64, Vec<LoggedOp>)> = Vec::with_capacity(entries.len());
     for e in entries.into_iter().filter(|e| e.seq > applied) {
         match LogEntry::decode(&e.payload, db) {
-            Ok((_, ops)) => decoded.push((e.seq, ops)),
+            Ok(entry) => decoded.push((e.seq, entry.ops)),
             Err(err) => {
                 // No writer appends an entry it has not executed, so this was not written by
                 // ddb: every node skips it alike (recording its seq, so writers can append

@@ -337,7 +337,7 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
                 .collect(),
         );
     }
-    let entry = LogEntry::encode_ops(node.name(), &logged);
+    let entry = LogEntry::encode_ops(node.name(), expected, &logged);
     let msg_id = match jobs {
         [only] => only.op_id.as_deref(),
         _ => None,

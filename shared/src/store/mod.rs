@@ -16,6 +16,7 @@ use crate::error::DdbError;
 use crate::name::Name;
 use crate::op::{Search, WriteOp};
 use crate::reply::TableChecksum;
+use crate::snapshot::{ProgressRef, SnapshotInfo, SnapshotSink, SnapshotSource};
 use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
@@ -115,6 +116,30 @@ pub trait Store: Send + Sync + 'static {
     async fn set_log_position(&self, seq: u64) -> Result<(), DdbError>;
 
     async fn tables(&self, db: &Name) -> Result<Vec<Name>, DdbError>;
+
+    /// Writes an engine-neutral snapshot of `db` to `out` from one consistent read that never
+    /// blocks writes, on the store's own threads; see [`crate::snapshot`].
+    async fn snapshot(
+        &self,
+        db: &Name,
+        out: SnapshotSink,
+        progress: ProgressRef,
+    ) -> Result<SnapshotInfo, DdbError> {
+        let _ = (out, progress);
+        Err(DdbError::internal(format!("{} cannot take snapshots of {db}", self.kind())))
+    }
+
+    /// Replaces `db` with the snapshot read from `input`. Atomic: until it completes, and
+    /// after a crash part-way, no half-restored database counts as current.
+    async fn restore(
+        &self,
+        db: &Name,
+        input: SnapshotSource,
+        progress: ProgressRef,
+    ) -> Result<SnapshotInfo, DdbError> {
+        let _ = (input, progress);
+        Err(DdbError::internal(format!("{} cannot restore snapshots of {db}", self.kind())))
+    }
 
     /// Flushes and closes every connection; later calls may fail.
     async fn close(&self) -> Result<(), DdbError>;

@@ -61,21 +61,23 @@ pub fn op_parser(data: &[u8]) {
         .unwrap_or_else(|e| panic!("canonical JSON {json} does not parse back: {e}"));
     assert_eq!(again, request.op, "round trip of {json} changed the op");
     // And through a whole log entry, op_id included.
-    let entry = LogEntry::new("fuzz", &[(op.clone(), request.op_id.clone())]);
+    let entry = LogEntry::new("fuzz", 7, &[(op.clone(), request.op_id.clone())]);
     let bytes = entry.encode();
     // The write path encodes straight from the op: byte for byte the same entry.
     assert_eq!(
-        LogEntry::encode_ops("fuzz", &[(op, request.op_id.as_deref())]),
+        LogEntry::encode_ops("fuzz", 7, &[(op, request.op_id.as_deref())]),
         bytes,
         "direct encoding differs for {json}"
     );
-    let (writer, ops) = LogEntry::decode(&bytes, op.db()).unwrap_or_else(|e| {
+    let decoded = LogEntry::decode(&bytes, op.db()).unwrap_or_else(|e| {
         panic!(
             "log entry {:?} does not decode: {e}",
             String::from_utf8_lossy(&bytes)
         )
     });
-    assert_eq!(writer, "fuzz");
+    assert_eq!(decoded.writer, "fuzz");
+    assert_eq!(decoded.prev, Some(7));
+    let ops = decoded.ops;
     assert_eq!(ops.len(), 1);
     assert_eq!(&*ops[0].op, op);
     assert_eq!(ops[0].op_id, request.op_id);
