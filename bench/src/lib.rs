@@ -1,17 +1,20 @@
 //! `ddb-bench`: spawns its own nats-server, master and two slaves (release binaries), measures
 //! ddb and, in the same run, the raw limits it is built on, and prints them side by side.
 
+pub mod bootstrap;
 pub mod cluster;
 pub mod limits;
+pub mod perf;
 pub mod scenarios;
 pub mod stats;
 pub mod tx;
 
+use ddb::client::Target;
 use serde::Serialize;
 use std::io::Write;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BenchConfig {
     pub window: Duration,
     pub catch_up_ops: i64,
@@ -21,8 +24,19 @@ pub struct BenchConfig {
     pub index_rows: i64,
     pub index_reads: usize,
     pub clients: Vec<usize>,
+    /// Rows of the `bootstrap` scenario's database.
+    pub bootstrap_rows: i64,
+    /// Rows the `bulk` scenario loads, and rows per INSERT.
+    pub bulk_rows: i64,
+    pub bulk_rows_per_insert: i64,
+    /// Rows the `scan` scenario pages through (the `bulk` table when it has as many), and
+    /// its page size (`limit`).
+    pub scan_rows: i64,
+    pub scan_page: i64,
+    /// How long the `tail` scenario's client writes.
+    pub tail_window: Duration,
     /// Scenarios to run (all when empty): limits, throughput, lag, catchup, reads, memory,
-    /// index, tx, failover.
+    /// index, tx, failover, bootstrap, bulk, scan, tail.
     pub only: Vec<String>,
 }
 
@@ -43,17 +57,47 @@ pub struct Report {
     pub index: Option<scenarios::Index>,
     pub failover: Option<scenarios::Failover>,
     pub tx: Option<tx::Tx>,
+    pub bootstrap: Option<bootstrap::Bootstrap>,
+    pub tail: Option<perf::Tail>,
+    pub bulk: Option<perf::Bulk>,
+    pub scan: Option<perf::Scan>,
 }
 
 pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<Report> {
-    let mut c = cluster::Cluster::start().await?;
     let say = |p: &mut dyn Write, s: &str| {
         let _ = writeln!(p, "» {s}");
     };
     let mut r = Report::default();
-    if cfg.wants("limits") || cfg.wants("tx") {
+    // On a cluster of its own (a log limited in size, another prefix).
+    if cfg.wants("bootstrap") {
+        say(
+            progress,
+            &format!(
+                "bootstrap: a new node joins {} rows from a snapshot",
+                cfg.bootstrap_rows
+            ),
+        );
+        r.bootstrap = Some(bootstrap::bootstrap(cfg.bootstrap_rows).await?);
+    }
+    if !cfg.only.is_empty() && cfg.only.iter().all(|o| o == "bootstrap") {
+        return Ok(r);
+    }
+    let mut c = cluster::Cluster::start().await?;
+    let needs_limits = ["limits", "tx", "reads", "bulk", "tail"];
+    if needs_limits.iter().any(|s| cfg.wants(s)) {
         say(progress, "limits: raw NATS, JetStream, SQLite");
         r.limits = limits::measure(&c.nats.url(), c.dir.path(), cfg.window).await?;
+    }
+    // Before anything else loads the machine or the cluster: one client alone.
+    if cfg.wants("tail") {
+        say(
+            progress,
+            &format!(
+                "tail: 1 client writing for {} s",
+                cfg.tail_window.as_secs_f64()
+            ),
+        );
+        r.tail = Some(perf::tail(&c, cfg.tail_window).await?);
     }
     if cfg.wants("throughput") {
         for &n in &cfg.clients {
@@ -77,9 +121,19 @@ pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<
         r.catch_up = Some(scenarios::catch_up(&mut c, cfg.catch_up_ops).await?);
     }
     if cfg.wants("reads") {
-        for n in [1, 64] {
-            say(progress, &format!("point SEARCH on a slave, {n} clients"));
-            r.reads.push(scenarios::reads(&c, n, cfg.window).await?);
+        for target in [Target::Node("slave1".into()), Target::AnyReplica] {
+            for n in [1, 64] {
+                let via = match &target {
+                    Target::AnyReplica => "any replica",
+                    _ => "slave1",
+                };
+                say(
+                    progress,
+                    &format!("point SEARCH by key, {via}, {n} clients"),
+                );
+                r.reads
+                    .push(scenarios::reads(&c, &target, cfg.catch_up_ops, n, cfg.window).await?);
+            }
         }
     }
     if cfg.wants("memory") {
@@ -98,6 +152,33 @@ pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<
             ),
         );
         r.index = Some(scenarios::index(&c, cfg.index_rows, cfg.index_reads).await?);
+    }
+    if cfg.wants("bulk") {
+        say(
+            progress,
+            &format!(
+                "bulk: {} rows as {}-row INSERTs, applied on both slaves",
+                cfg.bulk_rows, cfg.bulk_rows_per_insert
+            ),
+        );
+        r.bulk = Some(perf::bulk(&c, "bulkdb", cfg.bulk_rows, cfg.bulk_rows_per_insert).await?);
+    }
+    if cfg.wants("scan") {
+        let db = if r.bulk.is_some() && cfg.bulk_rows == cfg.scan_rows {
+            "bulkdb"
+        } else {
+            say(progress, &format!("scan: loading {} rows", cfg.scan_rows));
+            perf::bulk(&c, "scandb", cfg.scan_rows, 5_000).await?;
+            "scandb"
+        };
+        say(
+            progress,
+            &format!(
+                "scan: paging through {} rows on a slave, limit {}",
+                cfg.scan_rows, cfg.scan_page
+            ),
+        );
+        r.scan = Some(perf::scan(&c, db, cfg.scan_rows, cfg.scan_page).await?);
     }
     if cfg.wants("tx") {
         say(progress, "TRANSACTIONs of 10 writes, 1 and 64 clients");
@@ -186,9 +267,21 @@ pub fn render(r: &Report) -> String {
     }
     for rd in &r.reads {
         row(
-            &format!("point SEARCH on a slave, {} clients", rd.clients),
+            &format!("point SEARCH by key, {}, {} clients", rd.via, rd.clients),
             format!("{:.0}/s (p50 {})", rd.per_s, ms(rd.latency.p50_us)),
-            format!("NATS req-reply 1 in flight p50 {}", ms(l.nats_req_1.p50_us)),
+            if rd.clients == 1 {
+                format!(
+                    "NATS req-reply 1 in flight p50 {} ({:.2}× the p50)",
+                    ms(l.nats_req_1.p50_us),
+                    rd.latency.p50_us as f64 / l.nats_req_1.p50_us.max(1) as f64
+                )
+            } else {
+                format!(
+                    "NATS req-reply 64 in flight {:.0}/s ({:.2})",
+                    l.nats_req_64_per_s,
+                    rd.per_s / l.nats_req_64_per_s.max(1.0)
+                )
+            },
         );
     }
     let mib = |m: Option<f64>| m.map_or("?".into(), |v| format!("{v:.0}"));
@@ -267,6 +360,17 @@ pub fn render(r: &Report) -> String {
             format!("{} ms ({})", f.first_write_through_slave_ms, f.slave),
             "default settings: heartbeat 1 s, failover after 3 s".into(),
         );
+    }
+    for (a, b, c) in r
+        .bootstrap
+        .as_ref()
+        .map(bootstrap::rows)
+        .unwrap_or_default()
+    {
+        row(&a, b, c);
+    }
+    for (a, b, c) in perf::rows(r) {
+        row(&a, b, c);
     }
     if l.sqlite_point_read.count > 0 {
         row(

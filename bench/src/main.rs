@@ -34,8 +34,26 @@ struct Args {
     /// Client counts for the write throughput figures.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     clients: Vec<usize>,
+    /// Rows of the `bootstrap` scenario's database (a new node joins it from a snapshot).
+    #[arg(long, default_value_t = 1_000_000)]
+    bootstrap_rows: i64,
+    /// Rows the `bulk` scenario loads (counted when applied on both slaves).
+    #[arg(long, default_value_t = 1_000_000)]
+    bulk_rows: i64,
+    /// Rows per INSERT in the `bulk` scenario (at most 10,000, ddb's limit).
+    #[arg(long, default_value_t = 5_000)]
+    bulk_rows_per_insert: i64,
+    /// Rows the `scan` scenario pages through (it reuses the `bulk` table when that has as many).
+    #[arg(long, default_value_t = 1_000_000)]
+    scan_rows: i64,
+    /// Page size (`limit`) of the `scan` scenario.
+    #[arg(long, default_value_t = 10_000)]
+    scan_page: i64,
+    /// Seconds the `tail` scenario's single client writes.
+    #[arg(long, default_value_t = 60)]
+    tail_seconds: u64,
     /// Run only these scenarios (comma-separated): limits, throughput, lag, catchup, reads,
-    /// memory, index, tx, failover. Default: all.
+    /// memory, index, tx, failover, bootstrap, bulk, scan, tail. Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where to write the JSON report.
@@ -45,7 +63,7 @@ struct Args {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    ddb::cli::init_tracing();
+    ddb_node_cli::init_tracing();
     let args = Args::parse();
     let cfg = ddb_bench::BenchConfig {
         window: Duration::from_secs(args.seconds),
@@ -55,6 +73,12 @@ async fn main() -> anyhow::Result<()> {
         index_rows: args.index_rows,
         index_reads: args.index_reads,
         clients: args.clients,
+        bootstrap_rows: args.bootstrap_rows,
+        bulk_rows: args.bulk_rows,
+        bulk_rows_per_insert: args.bulk_rows_per_insert,
+        scan_rows: args.scan_rows,
+        scan_page: args.scan_page,
+        tail_window: Duration::from_secs(args.tail_seconds),
         only: args.only,
     };
     let report = ddb_bench::run(&cfg, &mut std::io::stderr()).await?;

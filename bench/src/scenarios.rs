@@ -208,13 +208,27 @@ pub async fn catch_up(c: &mut Cluster, ops: i64) -> anyhow::Result<CatchUp> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Reads {
+    /// Where the reads went: "slave1" or "any replica" (`<prefix>.reads`).
+    pub via: String,
     pub clients: usize,
     pub per_s: f64,
     pub latency: Summary,
 }
 
-/// Point queries by primary key on slave1.
-pub async fn reads(c: &Cluster, clients: usize, window: Duration) -> anyhow::Result<Reads> {
+/// Point queries by primary key on the `catchup` table (`rows` rows), sent to `target`.
+pub async fn reads(
+    c: &Cluster,
+    target: &Target,
+    rows: i64,
+    clients: usize,
+    window: Duration,
+) -> anyhow::Result<Reads> {
+    let via = match target {
+        Target::AnyReplica => "any replica".to_owned(),
+        Target::Node(n) => n.clone(),
+        Target::Writer => "the writer".to_owned(),
+    };
+    let rows = rows.max(1);
     let started = Instant::now();
     let end = started + window;
     let results = futures::future::join_all((0..clients).map(|i| {
@@ -223,9 +237,13 @@ pub async fn reads(c: &Cluster, clients: usize, window: Duration) -> anyhow::Res
             let mut lat = Samples::default();
             let mut id = i as i64;
             while Instant::now() < end {
-                let op = json!({"op":"SEARCH","db":"catchup","table":"t","condition":{"id":id % 100_000}});
+                // Built with `format!`, as the writes are: the client shares the two cores.
+                let op = format!(
+                    r#"{{"op":"SEARCH","db":"catchup","table":"t","condition":{{"id":{}}}}}"#,
+                    id % rows
+                );
                 let t = Instant::now();
-                if let Ok(r) = client.request(&Target::Node("slave1".into()), &op).await {
+                if let Ok(r) = client.request_raw(target, op.into_bytes()).await {
                     if r.ok {
                         lat.push(t.elapsed());
                     }
@@ -242,6 +260,7 @@ pub async fn reads(c: &Cluster, clients: usize, window: Duration) -> anyhow::Res
         lat.extend(l);
     }
     Ok(Reads {
+        via,
         clients,
         per_s: per_second(lat.len() as u64, took),
         latency: lat.summary(),

@@ -11,6 +11,7 @@ pub struct Summary {
     pub count: usize,
     pub p50_us: u64,
     pub p99_us: u64,
+    pub p999_us: u64,
     pub max_us: u64,
 }
 
@@ -21,6 +22,10 @@ impl Samples {
 
     pub fn extend(&mut self, other: Samples) {
         self.0.extend(other.0);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Duration> {
+        self.0.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -42,6 +47,7 @@ impl Samples {
             count: v.len(),
             p50_us: at(0.50),
             p99_us: at(0.99),
+            p999_us: at(0.999),
             max_us: *v.last().unwrap_or(&0),
         }
     }

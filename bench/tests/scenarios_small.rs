@@ -13,7 +13,9 @@ async fn the_index_scenario_runs_on_a_small_table() {
         index_rows: 25_000,
         index_reads: 200,
         clients: Vec::new(),
+        bootstrap_rows: 0,
         only: vec!["index".into()],
+        ..Default::default()
     };
     let mut progress = Vec::new();
     let report = tokio::time::timeout(

@@ -15,7 +15,9 @@ async fn the_tx_scenario_runs_briefly() {
         index_rows: 0,
         index_reads: 0,
         clients: Vec::new(),
+        bootstrap_rows: 0,
         only: vec!["tx".into()],
+        ..Default::default()
     };
     let mut progress = Vec::new();
     let report = tokio::time::timeout(

@@ -14,9 +14,11 @@
 
 pub mod ctl;
 pub mod export;
+pub mod import;
 pub mod load;
 pub mod paging;
 pub mod req;
+pub mod snapshot;
 pub mod status;
 pub mod table;
 pub mod tx;
@@ -24,13 +26,13 @@ pub mod up;
 pub mod verify;
 
 use anyhow::{bail, Context};
-use ddb::cli::NatsArgs;
 use ddb::client::{DdbClient, Target};
 use ddb::connect::NatsOptions;
+use ddb_node_cli::NatsArgs;
 use std::time::{Duration, Instant};
 
 /// The default NATS URL of every ddb component.
-pub use ddb::cli::DEFAULT_NATS;
+pub use ddb::connect::DEFAULT_NATS;
 
 /// How to reach a running cluster: the flags of `req`, `pub`, `status`, `load` and `verify`.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,7 +1,7 @@
 //! `ddb`: run a local ddb cluster with one command, and talk to any ddb cluster.
 
 use clap::{Parser, Subcommand};
-use ddb_cli::{ctl, export, load, req, status, tx, up, verify};
+use ddb_cli::{ctl, export, import, load, req, snapshot, status, tx, up, verify};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -44,16 +44,18 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write every row of a table as JSON lines, page by page, with a progress bar.
     Export(export::ExportArgs),
+    /// Load rows (one JSON object per line) into DB.TABLE as big multi-row INSERTs, with a
+    /// progress bar; resumable: run it again and batches already applied are skipped.
+    Import(import::ImportArgs),
+    /// Ask the master for a snapshot of one database (--db) or each, now, with a progress
+    /// bar; prints where it is, its seq, size and time.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    // A command-line tool prints its own output: only warnings go to stderr by default.
+    ddb_node_cli::init_tracing_with("warn", ddb_node_cli::LogFormat::Text);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,7 +87,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let (tx, rx) = tokio::sync::watch::channel(0u32);
             tokio::spawn(async move {
                 loop {
-                    ddb::cli::shutdown_signal().await;
+                    ddb_node_cli::shutdown_signal().await;
                     tx.send_modify(|n| *n += 1);
                 }
             });
@@ -120,8 +122,22 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             .await?;
             Ok(report.failures.is_empty())
         }
+        Command::Import(args) => {
+            let stdin = Box::new(std::io::BufReader::new(std::io::stdin()));
+            let report = import::import(
+                &args,
+                stdin,
+                indicatif::ProgressDrawTarget::stderr(),
+                &mut stdout,
+            )
+            .await?;
+            Ok(report.failures.is_empty())
+        }
         Command::Tx(args) => tx::tx(&args, &mut stdin, &mut stdout).await,
         Command::Verify(args) => verify::verify(&args, &mut stdout).await,
+        Command::Snapshot(args) => {
+            snapshot::snapshot(&args, indicatif::ProgressDrawTarget::stderr(), &mut stdout).await
+        }
         Command::Export(args) => {
             // Rows printed to the terminal would be torn up by the bar's redraws.
             let to_stdout = args.file.as_deref().is_none_or(|f| f.as_os_str() == "-");

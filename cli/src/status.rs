@@ -222,6 +222,9 @@ pub fn render(nodes: &[NodeStatus]) -> String {
                         n.name, b.db, b.seq, b.error
                     ));
                 }
+                if let Some(r) = &hb.snapshots.restoring {
+                    notes.push(format!("{}: {}", n.name, restoring_words(r)));
+                }
             }
             None => t.push([
                 n.name.clone(),
@@ -238,6 +241,9 @@ pub fn render(nodes: &[NodeStatus]) -> String {
         }
     }
     let mut s = t.render();
+    if let Some(line) = snapshots_line(nodes) {
+        notes.push(line);
+    }
     for note in notes {
         s.push_str(&note);
         s.push('\n');
@@ -247,6 +253,39 @@ pub fn render(nodes: &[NodeStatus]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// What a restoring node is doing, for people.
+pub fn restoring_words(r: &ddb::heartbeat::RestoreStatus) -> String {
+    match r.percent() {
+        Some(p) => format!(
+            "restoring database {} from a snapshot: {p}% ({} of {} rows)",
+            r.db, r.rows, r.total_rows
+        ),
+        None => format!("restoring database {} from a snapshot", r.db),
+    }
+}
+
+/// Each database's newest snapshot (seq and age), as the first node that knows them (masters
+/// first) reports them.
+pub fn snapshots_line(nodes: &[NodeStatus]) -> Option<String> {
+    let newest = nodes
+        .iter()
+        .filter_map(|n| n.heartbeat.as_ref())
+        .map(|h| &h.snapshots.newest)
+        .find(|v| !v.is_empty())?;
+    let each: Vec<String> = newest
+        .iter()
+        .map(|s| {
+            format!(
+                "{} seq {} ({} old)",
+                s.db,
+                s.seq,
+                human_duration(Duration::from_millis(s.age_ms))
+            )
+        })
+        .collect();
+    Some(format!("snapshots: {}", each.join(", ")))
 }
 
 /// Where the nodes serve Prometheus metrics, for those that do.
@@ -322,6 +361,9 @@ pub fn heartbeat_problems(hb: &Heartbeat, max_lag: u64) -> Vec<String> {
             "{name}: stopped applying database {} at log seq {}: {}",
             b.db, b.seq, b.error
         ));
+    }
+    if let Some(r) = &hb.snapshots.restoring {
+        found.push(format!("{name}: {}", restoring_words(r)));
     }
     if hb.lag > max_lag {
         found.push(format!(
@@ -481,6 +523,47 @@ mod tests {
                 " slave10 | slave  | replica  |      12 |  12 |   0 | sqlite | mydb      | 1m05s  | yes\n",
             )
         );
+    }
+
+    #[test]
+    fn snapshots_and_restores_are_shown_and_a_restore_is_not_healthy() {
+        use ddb::heartbeat::{DbSnapshot, RestoreStatus};
+        let mut master = hb("master", Role::Master, Mode::Master, 12);
+        master.snapshots.newest = vec![DbSnapshot {
+            db: "mydb".into(),
+            seq: 10,
+            age_ms: 125_000,
+        }];
+        let mut new = hb("slave3", Role::Slave, Mode::Replica, 0);
+        new.snapshots.restoring = Some(Box::new(RestoreStatus {
+            db: "mydb".into(),
+            rows: 450,
+            total_rows: 1000,
+        }));
+        let nodes = vec![alive(master), alive(new)];
+        let text = render(&nodes);
+        assert!(
+            text.contains(
+                "slave3: restoring database mydb from a snapshot: 45% (450 of 1000 rows)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("snapshots: mydb seq 10 (2m05s old)\n"),
+            "{text}"
+        );
+        let found = problems(&nodes, &["slave3".into()], 1000);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("slave3: restoring database mydb")),
+            "{found:?}"
+        );
+        // Read back from JSON, the fields survive; absent, they default to nothing.
+        let json = serde_json::to_value(nodes[1].heartbeat.as_ref().unwrap()).unwrap();
+        let back: Heartbeat = serde_json::from_value(json).unwrap();
+        assert_eq!(back.snapshots.restoring.unwrap().percent(), Some(45));
+        assert!(hb("x", Role::Slave, Mode::Replica, 1).snapshots.is_empty());
     }
 
     #[test]

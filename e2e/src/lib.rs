@@ -1,12 +1,15 @@
 //! A local cluster for end-to-end tests: a real nats-server on a random port and the real
 //! `ddb-master` / `ddb-slave` binaries, each with its own SQLite store in a temp dir.
 
+pub mod history;
+pub mod workload;
+
 pub use ddb::client::{DdbClient, Target};
 use ddb::connect::NatsOptions;
 use ddb::heartbeat::{Heartbeat, Mode};
 use ddb::reply::Reply;
 pub use ddb_testsupport::Rng;
-use ddb_testsupport::{workspace_bin, ChildGuard, NatsServer};
+use ddb_testsupport::{workspace_bin, ChildGuard, NatsServer, Proxy};
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
@@ -41,6 +44,8 @@ pub struct Cluster {
     capture_logs: bool,
     /// `RUST_LOG` of nodes started from now on (default: `DDB_TEST_NODE_LOG`, else `warn`).
     log_filter: Option<String>,
+    /// Fault-injecting proxies by the name of the node (or client) that connects through it.
+    proxies: HashMap<String, Proxy>,
 }
 
 impl Cluster {
@@ -67,10 +72,22 @@ impl Cluster {
         client_opts: NatsOptions,
         node_args: &[&str],
     ) -> Cluster {
+        Cluster::empty_prefixed(nats, more_nats, client_opts, "ddb", node_args).await
+    }
+
+    /// [`Cluster::empty_with`] under a subject prefix of its own: the test client uses
+    /// `prefix`, and `node_args` must give the nodes `--prefix` with the same value.
+    pub async fn empty_prefixed(
+        nats: NatsServer,
+        more_nats: Vec<NatsServer>,
+        client_opts: NatsOptions,
+        prefix: &str,
+        node_args: &[&str],
+    ) -> Cluster {
         let client = within(
             20,
             "connect test client",
-            DdbClient::connect(&client_opts, "ddb"),
+            DdbClient::connect(&client_opts, prefix),
         )
         .await
         .expect("connect")
@@ -97,6 +114,7 @@ impl Cluster {
             node_args: node_args.iter().map(|s| s.to_string()).collect(),
             capture_logs: false,
             log_filter: None,
+            proxies: HashMap::new(),
         }
     }
 
@@ -185,11 +203,20 @@ impl Cluster {
     }
 
     pub fn start_node_with(&mut self, name: &str, master: bool, extra: &[&str]) {
+        let store = format!("sqlite://{}", self.store_dir(name).display());
+        self.start_node_on(name, master, &store, extra);
+    }
+
+    /// Starts (or restarts) a node on the store at `store` (`sqlite://DIR` or `mssql://...`).
+    pub fn start_node_on(&mut self, name: &str, master: bool, store: &str, extra: &[&str]) {
         let bin = workspace_bin(if master { "ddb-master" } else { "ddb-slave" });
         let mut cmd = Command::new(bin);
-        cmd.args(["--name", name, "--nats", &self.nats_urls()])
-            .arg("--store")
-            .arg(format!("sqlite://{}", self.store_dir(name).display()))
+        let nats = match self.proxies.get(name) {
+            Some(p) => p.nats_url(),
+            None => self.nats_urls(),
+        };
+        cmd.args(["--name", name, "--nats", &nats])
+            .args(["--store", store])
             .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
             .args(["--failover-after-ms", &FAILOVER_AFTER_MS.to_string()])
             .args(&self.node_args)
@@ -212,6 +239,71 @@ impl Cluster {
         self.heartbeats.lock().unwrap().remove(name);
         self.nodes
             .insert(name.to_owned(), ChildGuard::spawn(name, cmd));
+    }
+
+    /// A master and `slaves` slaves, each connected to nats-server through a proxy of its
+    /// own ([`Cluster::proxy`]), started and heard from. The test client connects directly.
+    pub async fn start_proxied(slaves: usize) -> Cluster {
+        let nats = NatsServer::start();
+        let mut c = Cluster::empty(nats).await;
+        c.add_proxy("master").await;
+        for i in 1..=slaves {
+            c.add_proxy(&format!("slave{i}")).await;
+        }
+        c.start_all(slaves).await;
+        c
+    }
+
+    /// Puts a fault-injecting proxy between `name` and the (first) nats-server: a node of
+    /// that name started from now on connects through it (and only through it). Jitter is
+    /// seeded from `DDB_CHAOS_SEED` when set.
+    pub async fn add_proxy(&mut self, name: &str) -> &Proxy {
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], self.nats.port()));
+        let seed = std::env::var("DDB_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        let p = Proxy::start(upstream, seed)
+            .await
+            .unwrap_or_else(|e| panic!("start proxy for {name}: {e}"));
+        self.proxies.insert(name.to_owned(), p);
+        &self.proxies[name]
+    }
+
+    /// The proxy of `name` (see [`Cluster::add_proxy`]).
+    pub fn proxy(&self, name: &str) -> &Proxy {
+        self.proxies
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} has no proxy"))
+    }
+
+    /// A client of its own that connects through a new proxy named `name`.
+    pub async fn proxied_client(&mut self, name: &str) -> DdbClient {
+        let url = self.add_proxy(name).await.nats_url();
+        within(
+            20,
+            &format!("connect client {name} through its proxy"),
+            DdbClient::connect(&NatsOptions::new(&[url]), "ddb"),
+        )
+        .await
+        .expect("connect through proxy")
+    }
+
+    /// SIGSTOP: the node freezes (as in a VM migration or a swap storm) with its sockets
+    /// open; [`Cluster::resume`] continues it.
+    pub fn pause(&self, name: &str) {
+        let pid = self
+            .pid(name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        ddb_testsupport::signal(pid, "STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self, name: &str) {
+        let pid = self
+            .pid(name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        ddb_testsupport::signal(pid, "CONT");
     }
 
     /// `kill -9`.

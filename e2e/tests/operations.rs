@@ -20,7 +20,7 @@ async fn observed_cluster() -> Cluster {
     )
     .await;
     c.capture_node_logs();
-    c.set_node_log_filter(ddb::cli::DEFAULT_LOG_FILTER);
+    c.set_node_log_filter(ddb::node::defaults::LOG_FILTER);
     c.start_all(2).await;
     c
 }

@@ -316,7 +316,7 @@ async fn slaves_apply_at_background_cpu_priority_unless_told_otherwise() {
     c.wait_heard_since(&["slave2"], Instant::now()).await;
     let pid = |n: &str| c.pid(n).expect("running");
     assert_eq!(nice_of(pid("master")), 0, "the master keeps its priority");
-    assert_eq!(nice_of(pid("slave1")), ddb::cli::SLAVE_NICE);
+    assert_eq!(nice_of(pid("slave1")), ddb::node::defaults::SLAVE_NICE);
     assert_eq!(nice_of(pid("slave2")), 0, "--nice 0 leaves it as started");
     // The lowered priority still replicates and answers.
     let seq = create_table(&c, "nice").await;

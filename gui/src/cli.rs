@@ -3,8 +3,8 @@
 use crate::app::Config;
 use crate::connection::Settings;
 use crate::script;
-use ddb::cli::NatsArgs;
 use ddb::connect::NatsOptions;
+use ddb_node_cli::NatsArgs;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@ use clap::Parser;
 use ddb_gui::cli::Args;
 
 fn main() -> anyhow::Result<()> {
-    ddb::cli::init_tracing();
+    ddb_node_cli::init_tracing();
     let args = Args::parse();
     let config = args.config().map_err(anyhow::Error::msg)?;
     ddb_gui::run(config, args.window())?;

@@ -64,6 +64,24 @@ impl Node {
         }
     }
 
+    /// What the node is busy with, as far as its last heartbeat says: restoring a database
+    /// from a snapshot (loading it whole) is not catching up (applying log entries).
+    pub fn activity(&self) -> Activity {
+        let Some(hb) = &self.last else {
+            return Activity::Unknown;
+        };
+        if let Some(r) = &hb.snapshots.restoring {
+            return Activity::Restoring {
+                db: r.db.clone(),
+                percent: r.percent(),
+            };
+        }
+        if hb.lag > 0 || hb.mode == Mode::Starting {
+            return Activity::CatchingUp { lag: hb.lag };
+        }
+        Activity::Current
+    }
+
     /// Takes writes now (master, or a slave in failover), as far as its last heartbeat says.
     pub fn is_writer(&self, now: Instant) -> bool {
         self.is_alive(now) && matches!(self.mode(), Some(Mode::Master | Mode::Failover))
@@ -83,6 +101,30 @@ impl Node {
                     format!("{} h ago", age.as_secs() / 3600)
                 }
             }
+        }
+    }
+}
+
+/// See [`Node::activity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activity {
+    Unknown,
+    Current,
+    CatchingUp { lag: u64 },
+    Restoring { db: String, percent: Option<u8> },
+}
+
+impl fmt::Display for Activity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Activity::Unknown => f.write_str("–"),
+            Activity::Current => f.write_str("up to date"),
+            Activity::CatchingUp { lag } => write!(f, "catching up ({lag} behind)"),
+            Activity::Restoring {
+                db,
+                percent: Some(p),
+            } => write!(f, "restoring {db} {p}%"),
+            Activity::Restoring { db, percent: None } => write!(f, "restoring {db}"),
         }
     }
 }
@@ -308,6 +350,7 @@ pub(crate) mod tests {
             interval_ms: 1000,
             broken: vec![],
             metrics: None,
+            snapshots: Default::default(),
         }
     }
 
@@ -414,6 +457,48 @@ pub(crate) mod tests {
         assert_eq!(a, b);
         assert_ne!(a, TargetOption::plain("ddb", &Target::Node("x".into())));
         assert_eq!(a.to_string(), "a");
+    }
+
+    #[test]
+    fn restoring_is_told_apart_from_catching_up() {
+        use ddb::heartbeat::RestoreStatus;
+        let t0 = Instant::now();
+        let mut nodes = Nodes::default();
+        let mut beat = hb("slave3", Role::Slave, Mode::Replica, 0);
+        beat.lag = 0;
+        nodes.heartbeat(beat.clone(), t0);
+        assert_eq!(nodes.get("slave3").unwrap().activity(), Activity::Current);
+        beat.lag = 40;
+        nodes.heartbeat(beat.clone(), t0);
+        let a = nodes.get("slave3").unwrap().activity();
+        assert_eq!(a, Activity::CatchingUp { lag: 40 });
+        assert_eq!(a.to_string(), "catching up (40 behind)");
+        beat.snapshots.restoring = Some(Box::new(RestoreStatus {
+            db: "big".into(),
+            rows: 0,
+            total_rows: 0,
+        }));
+        nodes.heartbeat(beat.clone(), t0);
+        assert_eq!(
+            nodes.get("slave3").unwrap().activity().to_string(),
+            "restoring big"
+        );
+        beat.snapshots.restoring = Some(Box::new(RestoreStatus {
+            db: "big".into(),
+            rows: 370,
+            total_rows: 1000,
+        }));
+        nodes.heartbeat(beat, t0);
+        let a = nodes.get("slave3").unwrap().activity();
+        assert_eq!(
+            a,
+            Activity::Restoring {
+                db: "big".into(),
+                percent: Some(37)
+            }
+        );
+        assert_eq!(a.to_string(), "restoring big 37%");
+        assert_eq!(Node::new("x").activity(), Activity::Unknown);
     }
 
     #[test]

@@ -8,6 +8,9 @@ use std::time::Duration;
 /// node's other metrics are in `node::metrics`, which re-exports this one.
 pub const NATS_EVENTS: &str = "ddb_nats_events_total";
 
+/// The NATS URL every ddb component uses unless told otherwise.
+pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
+
 /// Where and how to connect: several URLs (a cluster), optional credentials and TLS.
 #[derive(Debug, Clone, Default)]
 pub struct NatsOptions {

@@ -51,4 +51,51 @@ pub struct Heartbeat {
     /// Where this node serves Prometheus metrics (`--metrics-addr`), when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// Each database's newest snapshot, and the restore running here, if any.
+    #[serde(default, skip_serializing_if = "SnapshotStatus::is_empty")]
+    pub snapshots: SnapshotStatus,
+}
+
+/// Snapshots as a node sees them: each database's newest complete snapshot, and the restore
+/// it is running, if any (a node restoring is not catching up: it loads a whole database).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub newest: Vec<DbSnapshot>,
+    /// Boxed: heartbeats travel in GUI messages, and a restore is rare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restoring: Option<Box<RestoreStatus>>,
+}
+
+impl SnapshotStatus {
+    pub fn is_empty(&self) -> bool {
+        self.newest.is_empty() && self.restoring.is_none()
+    }
+}
+
+/// A database's newest complete snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbSnapshot {
+    pub db: String,
+    /// The log seq it reflects.
+    pub seq: u64,
+    /// Since its upload completed.
+    pub age_ms: u64,
+}
+
+/// A restore in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreStatus {
+    pub db: String,
+    pub rows: u64,
+    /// Rows in the whole snapshot; 0 until the store has read that far.
+    pub total_rows: u64,
+}
+
+impl RestoreStatus {
+    /// Percent done, once the total is known.
+    pub fn percent(&self) -> Option<u8> {
+        (self.total_rows > 0)
+            .then(|| (self.rows.min(self.total_rows) * 100 / self.total_rows) as u8)
+    }
 }

@@ -1,11 +1,12 @@
 //! ddb's library: the op model and wire format, the stores, the replication log and the node
 //! runtime that `ddb-master` and `ddb-slave` run. See docs/design.md.
 
-pub mod cli;
 pub mod client;
 pub mod connect;
 pub mod error;
 pub mod heartbeat;
+#[cfg(test)]
+mod layers;
 pub mod log;
 pub mod name;
 pub mod node;

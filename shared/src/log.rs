@@ -289,8 +289,9 @@ impl Log {
             storage: StorageType::File,
             num_replicas: settings.replicas,
             duplicate_window: settings.duplicate_window,
-            max_age: settings.max_age,
-            max_bytes: settings.max_bytes,
+            // No limits JetStream would enforce by itself: it would drop entries that no
+            // snapshot covers. `max_age` and `max_bytes` are enforced by the master, which
+            // trims each database below its newest snapshot (node/snapshots/trim.rs).
             ..Default::default()
         };
         let mut stream = self.js.get_or_create_stream(config).await.map_err(|e| {

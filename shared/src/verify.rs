@@ -328,6 +328,7 @@ mod tests {
             interval_ms: 1000,
             broken: vec![],
             metrics: None,
+            snapshots: Default::default(),
         }
     }
 

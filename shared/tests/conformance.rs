@@ -9,10 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "conformance/mssql_cleanup.rs"]
+mod mssql_cleanup;
 #[path = "conformance/paging.rs"]
 mod paging;
 #[path = "conformance/schema_ops.rs"]
 mod schema_ops;
+#[path = "conformance/snapshots.rs"]
+mod snapshots;
 #[path = "conformance/transactions.rs"]
 mod tx;
 
@@ -160,6 +164,7 @@ async fn run_suite(store: Arc<dyn Store>, prefix: &str) {
     paging::paging(&h).await;
     tx::transactions_and_expectations(&h).await;
     tx::op_ids_are_remembered_with_the_commit(&h).await;
+    snapshots::snapshots(&h).await;
     h.cleanup().await;
 }
 
@@ -784,7 +789,9 @@ async fn mssql_cancels_a_read_at_the_query_timeout() {
         eprintln!("skipped: DDB_TEST_MSSQL not set");
         return;
     };
-    paging::query_timeout(&url, &format!("ddbtest{}", std::process::id())).await;
+    // A node name of its own: the cleanup drops everything of that name.
+    let node = format!("ddbtest{}qt", std::process::id());
+    mssql_cleanup::run_then_drop(&url, &node, paging::query_timeout(&url, &node)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -852,9 +859,12 @@ async fn mssql_passes_the_conformance_suite() {
         return;
     };
     let node = format!("ddbtest{}", std::process::id());
-    let store = bounded(store::open(&url, &node, &Default::default()))
-        .await
-        .unwrap();
-    run_suite(store.clone(), "").await;
-    bounded(store.close()).await.unwrap();
+    mssql_cleanup::run_then_drop(&url, &node, async {
+        let store = bounded(store::open(&url, &node, &Default::default()))
+            .await
+            .unwrap();
+        run_suite(store.clone(), "").await;
+        bounded(store.close()).await.unwrap();
+    })
+    .await;
 }

@@ -1,7 +1,9 @@
 //! Test support: a real `nats-server` with JetStream on a random loopback port and a
 //! temporary store dir, killed on drop (after nats.rs's `nats-server` helper crate).
 
+pub mod proxy;
 mod rng;
+pub use proxy::{Direction, Fault, Proxy};
 pub use rng::{seed_from_env, Rng};
 
 use std::io::{BufRead, BufReader};
@@ -164,6 +166,25 @@ impl NatsServer {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the server freezes with every connection open (clients see no close, just
+    /// silence) until [`NatsServer::resume`].
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "STOP");
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "CONT");
+        }
+    }
+
     /// Kills the server (SIGKILL) without removing its store.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -214,6 +235,16 @@ fn wait_for_port(port: u16, limit: Duration) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Sends `SIG<name>` (`STOP`, `CONT`, `TERM`, ...) to `pid` with kill(1); panics if that fails.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+    assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
 /// A child process (a ddb binary) that is killed on drop.

@@ -3,7 +3,7 @@
 
 use super::style;
 use crate::app::{App, Message};
-use crate::nodes::{Node, MISSED_BEATS};
+use crate::nodes::{Activity, Node, MISSED_BEATS};
 use iced::widget::{button, column, row, space, table, text, tooltip};
 use iced::{Center, Element, Fill, Font};
 
@@ -80,6 +80,16 @@ pub fn view(app: &App) -> Element<'_, Message> {
                 }
             })
             .align_x(iced::Right),
+            table::column(header("State"), move |n: &Node| {
+                let activity = n.activity();
+                let t = text(activity.to_string()).size(13);
+                match activity {
+                    _ if !n.is_alive(now) => t.style(text::secondary),
+                    Activity::Restoring { .. } => t.style(text::primary),
+                    Activity::CatchingUp { .. } => t.style(text::warning),
+                    _ => t.style(text::secondary),
+                }
+            }),
             table::column(header("Heard"), move |n: &Node| {
                 text(n.seen_label(now)).size(13).style(text::secondary)
             })
@@ -107,7 +117,7 @@ pub fn view(app: &App) -> Element<'_, Message> {
         body.into()
     };
     let help = format!(
-        "Every node publishes a heartbeat on {}.hb.<name> each interval.\nGreen: one arrived within {MISSED_BEATS} intervals; red: none did.\nApplied: the log seq the node has applied; lag: entries behind the log.",
+        "Every node publishes a heartbeat on {}.hb.<name> each interval.\nGreen: one arrived within {MISSED_BEATS} intervals; red: none did.\nApplied: the log seq the node has applied; lag: entries behind the log.\nState: catching up (applying log entries) or restoring a database from a snapshot (a new node, or one behind a trimmed log).",
         app.prefix()
     );
     let verify = style::with_help(

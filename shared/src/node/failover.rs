@@ -2,8 +2,8 @@
 //! heartbeats it heard and the time, so that every transition can be checked without a clock
 //! or a server. `liveness` feeds it the master's heartbeats and applies the modes it returns.
 
-use super::{Mode, Role};
 use crate::heartbeat::Heartbeat;
+use crate::heartbeat::{Mode, Role};
 use std::time::{Duration, Instant};
 
 /// A slave's mode as the master's heartbeats decide it: `Replica` or `Failover`.
@@ -106,6 +106,7 @@ mod tests {
             interval_ms: 1000,
             broken: Vec::new(),
             metrics: None,
+            snapshots: Default::default(),
         }
     }
 

@@ -3,10 +3,12 @@
 //! started. Every request gets a typed reply; a message without a reply subject
 //! (`nats pub`) that fails is logged instead.
 
+use super::job::Job;
 use super::reply_to::ReplyTo;
-use super::writer::Job;
-use super::{Mode, NodeRef};
+use super::state::NodeRef;
+use super::writer::Writers;
 use crate::error::DdbError;
+use crate::heartbeat::Mode;
 use crate::op::{parse_request, Op, ReadOp};
 use crate::reply::Reply;
 use crate::subjects::{READERS_QUEUE, WRITERS_QUEUE};
@@ -20,14 +22,14 @@ use tokio_util::sync::CancellationToken;
 /// Requests handled at once; past this, intake waits (backpressure on the subscription).
 const MAX_IN_FLIGHT: usize = 8192;
 
-pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
+pub(crate) async fn run(node: NodeRef, writers: Arc<Writers>, stop: CancellationToken) {
     let Some(mut direct) = subscribe(&node, &stop, None).await else {
         return;
     };
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut ops: Option<Subscriber> = None;
     let mut reads: Option<Subscriber> = None;
-    let mut mode = node.mode.subscribe();
+    let mut mode = node.watch_mode();
     loop {
         let current = *mode.borrow_and_update();
         // A master still replaying the log would only make reads wait: it joins when it is
@@ -44,7 +46,7 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
                 let _ = sub.unsubscribe().await;
                 // What was already delivered to us is still answered.
                 while let Some(Some(m)) = futures::FutureExt::now_or_never(sub.next()) {
-                    handle(&node, &in_flight, m).await;
+                    handle(&node, &writers, &in_flight, m).await;
                 }
                 tracing::info!(node = %node.name(), subject = %node.subjects.ops(), "intake closed");
             }
@@ -57,7 +59,7 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
             m = next_or_pending(&mut reads) => m,
         };
         match msg {
-            Some(m) => handle(&node, &in_flight, m).await,
+            Some(m) => handle(&node, &writers, &in_flight, m).await,
             None => {
                 tracing::warn!(node = %node.name(), "subscription ended; resubscribing");
                 match subscribe(&node, &stop, None).await {
@@ -128,17 +130,12 @@ async fn subscribe_to(
     }
 }
 
-async fn handle(node: &NodeRef, in_flight: &Arc<Semaphore>, msg: Message) {
+async fn handle(node: &NodeRef, writers: &Arc<Writers>, in_flight: &Arc<Semaphore>, msg: Message) {
     let received = Instant::now();
     let Ok(permit) = in_flight.clone().acquire_owned().await else {
         return;
     };
-    let to = ReplyTo {
-        subject: msg.reply,
-        origin: msg.subject,
-        received,
-        _permit: permit,
-    };
+    let to = ReplyTo::new(msg.reply, msg.subject, received, permit);
     let request = match parse_request(&msg.payload, &node.cfg.limits) {
         Ok(r) => r,
         Err(e) => return to.send(node, "?", "?", Err(e)).await,
@@ -159,7 +156,7 @@ async fn handle(node: &NodeRef, in_flight: &Arc<Semaphore>, msg: Message) {
                 return to.send(node, op.name(), &db, Err(refusal)).await;
             }
             // The writer answers: no task and no hand-over on the way back.
-            node.writers.submit(
+            writers.submit(
                 node,
                 Job {
                     op: Arc::new(op),

@@ -2,13 +2,13 @@
 //! (docs/design.md "Failover").
 
 use super::failover::Failover;
-use super::{Mode, NodeRef, Role};
-use crate::heartbeat::Heartbeat;
+use super::state::NodeRef;
+use crate::heartbeat::{Heartbeat, Mode, Role};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
+pub(crate) async fn run(node: NodeRef, stop: CancellationToken) {
     let beats = tokio::spawn(publish_heartbeats(node.clone(), stop.clone()));
     let ends = tokio::spawn(watch_log_end(node.clone(), stop.clone()));
     if node.role == Role::Slave {
@@ -21,10 +21,7 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
 
 pub(crate) fn heartbeat(node: &NodeRef) -> Heartbeat {
     let applied = node.position();
-    let log_seq = node
-        .log_seq
-        .load(std::sync::atomic::Ordering::Relaxed)
-        .max(applied);
+    let log_seq = node.progress.log_end();
     Heartbeat {
         node: node.name().to_owned(),
         role: node.role,
@@ -33,20 +30,13 @@ pub(crate) fn heartbeat(node: &NodeRef) -> Heartbeat {
         log_seq,
         lag: log_seq - applied,
         store: node.store.kind().to_owned(),
-        databases: node
-            .databases
-            .lock()
-            .map(|d| d.iter().cloned().collect())
-            .unwrap_or_default(),
+        databases: node.catalog.databases(),
         uptime_ms: node.started.elapsed().as_millis() as u64,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         interval_ms: node.cfg.heartbeat.as_millis() as u64,
-        broken: node
-            .broken
-            .lock()
-            .map(|b| b.values().cloned().collect())
-            .unwrap_or_default(),
+        broken: node.catalog.broken(),
         metrics: node.metrics_addr.map(|a| a.to_string()),
+        snapshots: node.snapshots.status(),
     }
 }
 
@@ -54,13 +44,28 @@ async fn publish_heartbeats(node: NodeRef, stop: CancellationToken) {
     let mut tick = tokio::time::interval(node.cfg.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let subject = node.subjects.heartbeat(node.name());
+    let mut last = Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let now = Instant::now();
+        if node.role == Role::Master
+            && node.mode() == Mode::Master
+            && now.duration_since(last) >= node.cfg.failover_after
+        {
+            // Frozen (SIGSTOP, a paused VM) or starved for longer than the slaves wait: they
+            // may have taken writes meanwhile. Stop taking writes until the log is applied
+            // to its end, as at start, so this node never says `master` (which sends the
+            // slaves back to replica) with what it missed unapplied.
+            tracing::warn!(node = %node.name(), silent_ms = now.duration_since(last).as_millis() as u64, "master was silent past the failover window: catching up before taking writes again");
+            node.set_mode(Mode::Starting);
+            tokio::spawn(super::lifecycle::catch_up_then_open(node.clone()));
+        }
+        last = now;
         let hb = heartbeat(&node);
-        super::metrics::refresh(&node);
+        super::metrics::refresh(&hb);
         let bytes = serde_json::to_vec(&hb).unwrap_or_default();
         if let Err(e) = node.client.publish(subject.clone(), bytes.into()).await {
             tracing::debug!(error = %e, "heartbeat not sent");
@@ -77,7 +82,7 @@ async fn watch_log_end(node: NodeRef, stop: CancellationToken) {
             _ = tokio::time::sleep(period) => {}
         }
         if let Ok(Ok(seq)) = tokio::time::timeout(period, node.log.last_seq()).await {
-            node.note_log_seq(seq);
+            node.progress.note_log_end(seq);
         }
     }
 }
@@ -108,30 +113,35 @@ async fn watch_master(node: NodeRef, stop: CancellationToken) {
                 m = sub.next() => {
                     let Some(m) = m else { break };
                     let Ok(hb) = serde_json::from_slice::<Heartbeat>(&m.payload) else { continue };
-                    let now = Instant::now();
-                    if !failover.observe(&hb, now) {
-                        continue;
-                    }
-                    if let Ok(mut seen) = node.master_seen.lock() {
-                        *seen = Some((hb.node.clone(), now));
-                    }
+                    heard(&node, &mut failover, &hb, Instant::now());
                 }
                 _ = tick.tick() => {}
             }
-            let now = Instant::now();
-            match failover.tick(now) {
-                Some(Mode::Failover) => {
-                    let silent_for = failover.silent_for(now);
-                    tracing::warn!(node = %node.name(), silent_ms = silent_for.as_millis() as u64, "no master heartbeat: entering failover, taking writes");
-                    node.set_mode(Mode::Failover);
-                }
-                Some(mode) => {
-                    tracing::info!(node = %node.name(), "master is back: leaving failover");
-                    node.set_mode(mode);
-                }
-                None => {}
-            }
+            decide(&node, &mut failover, Instant::now());
         }
+    }
+}
+
+/// Counts a heartbeat heard at `now`; a master's is remembered as the master alive.
+fn heard(node: &NodeRef, failover: &mut Failover, hb: &Heartbeat, now: Instant) {
+    if failover.observe(hb, now) {
+        node.heard_master(&hb.node, now);
+    }
+}
+
+/// Applies the failover decision at `now` to the node's mode.
+fn decide(node: &NodeRef, failover: &mut Failover, now: Instant) {
+    match failover.tick(now) {
+        Some(Mode::Failover) => {
+            let silent_for = failover.silent_for(now);
+            tracing::warn!(node = %node.name(), silent_ms = silent_for.as_millis() as u64, "no master heartbeat: entering failover, taking writes");
+            node.set_mode(Mode::Failover);
+        }
+        Some(mode) => {
+            tracing::info!(node = %node.name(), "master is back: leaving failover");
+            node.set_mode(mode);
+        }
+        None => {}
     }
 }
 
@@ -144,8 +154,8 @@ mod tests {
     #[tokio::test]
     async fn heartbeat_reports_lag_behind_the_log_end() {
         let t = test_node(Role::Slave).await;
-        t.node.position.send_replace(4);
-        t.node.note_log_seq(10);
+        t.node.progress.advance_to(4);
+        t.node.progress.note_log_end(10);
         let hb = heartbeat(&t.node);
         assert_eq!(
             (hb.node.as_str(), hb.role, hb.mode),
@@ -159,8 +169,8 @@ mod tests {
     async fn heartbeat_never_reports_the_log_end_behind_the_position() {
         // The log end seen may trail what the reader applied (it is refreshed every period).
         let t = test_node(Role::Master).await;
-        t.node.position.send_replace(8);
-        t.node.note_log_seq(3);
+        t.node.progress.advance_to(8);
+        t.node.progress.note_log_end(3);
         let hb = heartbeat(&t.node);
         assert_eq!((hb.applied_seq, hb.log_seq, hb.lag), (8, 8, 0));
     }
@@ -170,8 +180,8 @@ mod tests {
         let t = test_node(Role::Slave).await;
         let shop = Name::parse_db("shop").unwrap();
         let hr = Name::parse_db("hr").unwrap();
-        t.node.note_database(&shop, true);
-        t.node.note_database(&hr, true);
+        t.node.catalog.note_database(&shop, true);
+        t.node.catalog.note_database(&hr, true);
         t.node
             .mark_broken(&hr, 5, &crate::error::DdbError::internal("disk"));
         let hb = heartbeat(&t.node);
@@ -179,5 +189,59 @@ mod tests {
         assert_eq!(hb.broken.len(), 1);
         assert_eq!((hb.broken[0].db.as_str(), hb.broken[0].seq), ("hr", 5));
         assert_eq!(hb.metrics, None);
+    }
+
+    fn master_heartbeat(node: &NodeRef, mode: Mode) -> Heartbeat {
+        let mut hb = heartbeat(node);
+        hb.node = "m1".to_owned();
+        hb.role = Role::Master;
+        hb.mode = mode;
+        hb
+    }
+
+    #[tokio::test]
+    async fn a_slave_takes_writes_after_the_masters_silence_and_gives_them_back() {
+        let t = test_node(Role::Slave).await;
+        let t0 = Instant::now();
+        let after = t.node.cfg.failover_after;
+        let mut f = Failover::new(after, t0);
+        let mode = t.node.watch_mode();
+        decide(&t.node, &mut f, t0 + after - Duration::from_millis(1));
+        assert_eq!(t.node.mode(), Mode::Replica);
+        assert!(t.node.write_refusal().is_some());
+        decide(&t.node, &mut f, t0 + after);
+        assert_eq!(t.node.mode(), Mode::Failover);
+        assert!(mode.has_changed().unwrap());
+        assert!(t.node.write_refusal().is_none());
+        // A starting master is alive but takes no writes yet: the slave keeps them.
+        let starting = master_heartbeat(&t.node, Mode::Starting);
+        heard(&t.node, &mut f, &starting, t0 + after * 2);
+        decide(&t.node, &mut f, t0 + after * 2);
+        assert_eq!(t.node.mode(), Mode::Failover);
+        let open = master_heartbeat(&t.node, Mode::Master);
+        heard(&t.node, &mut f, &open, t0 + after * 3);
+        decide(&t.node, &mut f, t0 + after * 3);
+        assert_eq!(t.node.mode(), Mode::Replica);
+        let e = t.node.write_refusal().expect("a replica again");
+        assert!(e.message.contains("master m1 is alive"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn another_slaves_heartbeat_is_not_a_master_alive() {
+        let t = test_node(Role::Slave).await;
+        let t0 = Instant::now();
+        let after = t.node.cfg.failover_after;
+        let mut f = Failover::new(after, t0);
+        let mut other = heartbeat(&t.node);
+        other.node = "s2".to_owned();
+        other.mode = Mode::Failover;
+        heard(&t.node, &mut f, &other, t0 + after / 2);
+        decide(&t.node, &mut f, t0 + after);
+        assert_eq!(t.node.mode(), Mode::Failover);
+        let e = {
+            t.node.set_mode(Mode::Replica);
+            t.node.write_refusal().expect("refused")
+        };
+        assert!(!e.message.contains("s2"), "{}", e.message);
     }
 }

@@ -4,11 +4,10 @@
 //!
 //! Without `--metrics-addr` no recorder is installed and every `metrics::` call is a no-op.
 
-use super::NodeRef;
 use crate::error::{DdbError, ErrorCode};
+use crate::heartbeat::{Heartbeat, Mode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -124,26 +123,17 @@ pub fn store_error(e: &DdbError) {
     }
 }
 
-/// The gauges that follow the node's state; refreshed with every heartbeat.
-pub(crate) fn refresh(node: &NodeRef) {
-    let applied = node.position();
-    let log_seq = node.log_seq.load(Ordering::Relaxed).max(applied);
-    metrics::gauge!("ddb_applied_seq").set(applied as f64);
-    metrics::gauge!("ddb_log_seq").set(log_seq as f64);
-    metrics::gauge!("ddb_lag").set((log_seq - applied) as f64);
-    let broken = node.broken.lock().map(|b| b.len()).unwrap_or(0);
-    metrics::gauge!("ddb_broken_databases").set(broken as f64);
-    let mode = node.mode();
-    for m in [
-        super::Mode::Master,
-        super::Mode::Replica,
-        super::Mode::Failover,
-        super::Mode::Starting,
-    ] {
+/// The gauges that follow the node's state, from the heartbeat it is about to send.
+pub(crate) fn refresh(hb: &Heartbeat) {
+    metrics::gauge!("ddb_applied_seq").set(hb.applied_seq as f64);
+    metrics::gauge!("ddb_log_seq").set(hb.log_seq as f64);
+    metrics::gauge!("ddb_lag").set(hb.lag as f64);
+    metrics::gauge!("ddb_broken_databases").set(hb.broken.len() as f64);
+    for m in [Mode::Master, Mode::Replica, Mode::Failover, Mode::Starting] {
         let name = format!("{m:?}").to_ascii_lowercase();
-        metrics::gauge!("ddb_mode", "mode" => name).set(f64::from(u8::from(m == mode)));
+        metrics::gauge!("ddb_mode", "mode" => name).set(f64::from(u8::from(m == hb.mode)));
     }
-    metrics::gauge!("ddb_uptime_seconds").set(node.started.elapsed().as_secs_f64());
+    metrics::gauge!("ddb_uptime_seconds").set(hb.uptime_ms as f64 / 1000.0);
 }
 
 /// Serves `GET /metrics` until `stop`.
@@ -299,11 +289,12 @@ mod tests {
     #[tokio::test]
     async fn refresh_sets_the_lag_and_exactly_one_mode() {
         let t = test_node(Role::Slave).await;
-        t.node.position.send_replace(7);
-        t.node.note_log_seq(12);
+        t.node.progress.advance_to(7);
+        t.node.progress.note_log_end(12);
         t.node.set_mode(Mode::Failover);
+        let hb = super::super::liveness::heartbeat(&t.node);
         let seen = Seen::default();
-        metrics::with_local_recorder(&seen, || refresh(&t.node));
+        metrics::with_local_recorder(&seen, || refresh(&hb));
         assert_eq!(seen.get("ddb_applied_seq{}"), Some(7.0));
         assert_eq!(seen.get("ddb_log_seq{}"), Some(12.0));
         assert_eq!(seen.get("ddb_lag{}"), Some(5.0));

@@ -6,58 +6,13 @@
 //! a service's endpoints are fixed when it starts. The endpoint statistics come from the one
 //! place every reply passes through (`ReplyTo::send`).
 
-use super::NodeRef;
+use super::state::NodeRef;
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 pub const SERVICE: &str = "ddb";
-
-/// Counters of one endpoint, as `$SRV.STATS` reports them.
-#[derive(Debug, Default, Clone)]
-struct EndpointStats {
-    requests: u64,
-    errors: u64,
-    last_error: String,
-    processing: Duration,
-}
-
-/// Per-endpoint counters: `ops` (writes through the queue group), `node` (this node's
-/// subject), `reads` (reads through their queue group).
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    endpoints: Mutex<[EndpointStats; 3]>,
-}
-
-/// Which endpoint a request came in on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Endpoint {
-    Ops = 0,
-    Node = 1,
-    Reads = 2,
-}
-
-impl Stats {
-    pub fn record(&self, endpoint: Endpoint, took: Duration, error: Option<&str>) {
-        let mut all = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
-        let e = &mut all[endpoint as usize];
-        e.requests += 1;
-        e.processing += took;
-        if let Some(err) = error {
-            e.errors += 1;
-            e.last_error = err.to_owned();
-        }
-    }
-
-    fn snapshot(&self) -> [EndpointStats; 3] {
-        self.endpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
 
 fn endpoints(node: &NodeRef) -> Vec<(&'static str, String, Option<&'static str>)> {
     vec![
@@ -200,6 +155,7 @@ pub(super) async fn run(node: NodeRef, stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn rfc3339_dates() {
@@ -207,22 +163,5 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_796_212_805), "2026-12-02T12:00:05Z");
-    }
-
-    #[test]
-    fn stats_count_requests_errors_and_time() {
-        let s = Stats::default();
-        s.record(Endpoint::Ops, Duration::from_millis(2), None);
-        s.record(
-            Endpoint::Ops,
-            Duration::from_millis(4),
-            Some("constraint: dup"),
-        );
-        s.record(Endpoint::Node, Duration::from_millis(1), None);
-        let [ops, node, _] = s.snapshot();
-        assert_eq!((ops.requests, ops.errors), (2, 1));
-        assert_eq!(ops.last_error, "constraint: dup");
-        assert_eq!(ops.processing, Duration::from_millis(6));
-        assert_eq!((node.requests, node.errors), (1, 0));
     }
 }

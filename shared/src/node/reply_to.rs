@@ -1,7 +1,7 @@
 //! Answering one request: [`ReplyTo`] is where the reply goes and what it is counted as. Intake
 //! makes one per request; the read task or the writer that serves it sends the reply.
 
-use super::NodeRef;
+use super::state::NodeRef;
 use crate::error::DdbError;
 use crate::reply::Reply;
 use async_nats::Subject;
@@ -10,15 +10,53 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// Where and how to answer one request; holds its in-flight permit until answered.
 pub(crate) struct ReplyTo {
-    /// The message's reply subject; `None` for a message sent without one (`nats pub`).
-    pub(super) subject: Option<Subject>,
+    to: Destination,
     /// The subject the request came in on.
     pub(super) origin: Subject,
-    pub(super) received: Instant,
-    pub(super) _permit: OwnedSemaphorePermit,
+    received: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+enum Destination {
+    /// The message's reply subject; `None` for a message sent without one (`nats pub`).
+    Nats(Option<Subject>),
+    /// Handed back in the process: how unit tests drive the writer without a server.
+    #[cfg(test)]
+    Local(tokio::sync::oneshot::Sender<Reply>),
 }
 
 impl ReplyTo {
+    /// The reply to a message that came in on `origin` at `received`, holding its permit.
+    pub fn new(
+        subject: Option<Subject>,
+        origin: Subject,
+        received: Instant,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        ReplyTo {
+            to: Destination::Nats(subject),
+            origin,
+            received,
+            _permit: permit,
+        }
+    }
+
+    /// A reply handed back through the receiver, as if the request came in on `origin`.
+    #[cfg(test)]
+    pub fn local(origin: &str) -> (Self, tokio::sync::oneshot::Receiver<Reply>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let permit = std::sync::Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a fresh semaphore has a permit");
+        let reply = ReplyTo {
+            to: Destination::Local(tx),
+            origin: origin.into(),
+            received: Instant::now(),
+            _permit: permit,
+        };
+        (reply, rx)
+    }
+
     /// Why this node will not take this write now, if it will not.
     pub fn write_refusal(&self, node: &NodeRef) -> Option<DdbError> {
         let refusal = node.write_refusal()?;
@@ -63,18 +101,28 @@ impl ReplyTo {
         metrics::counter!(super::metrics::REQUESTS, "op" => op, "outcome" => outcome).increment(1);
         metrics::histogram!(super::metrics::REQUEST_SECONDS, "op" => op).record(took.as_secs_f64());
         let endpoint = if self.origin.as_str() == node.subjects.ops() {
-            super::micro::Endpoint::Ops
+            super::endpoint_stats::Endpoint::Ops
         } else if self.origin.as_str() == node.subjects.reads() {
-            super::micro::Endpoint::Reads
+            super::endpoint_stats::Endpoint::Reads
         } else {
-            super::micro::Endpoint::Node
+            super::endpoint_stats::Endpoint::Node
         };
         let error_text = reply
             .error
             .as_ref()
             .map(|e| format!("{}: {}", e.code, e.message));
         node.micro.record(endpoint, took, error_text.as_deref());
-        let Some(to) = self.subject else {
+        // Outside tests the match has one arm.
+        #[allow(clippy::infallible_destructuring_match)]
+        let to = match self.to {
+            Destination::Nats(to) => to,
+            #[cfg(test)]
+            Destination::Local(tx) => {
+                let _ = tx.send(reply);
+                return;
+            }
+        };
+        let Some(to) = to else {
             if let Some(e) = &reply.error {
                 tracing::warn!(node = %node.name(), subject = %self.origin, code = %e.code, message = %e.message, "rejected a message that has no reply subject");
             }

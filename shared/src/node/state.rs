@@ -1,96 +1,58 @@
-//! The node's shared state and its lifecycle: start the tasks, wait for shutdown, stop them
-//! in order.
+//! The node's shared state: its handles (config, store, NATS client, log) and small owned
+//! parts with their own methods: `progress` (position and log end), `catalog` (databases
+//! and broken ones), op_id memory, per-database cursors, the mode. Tasks that run the node
+//! (lifecycle, applier, writer, intake, liveness) use it; it uses none of them.
 
-use super::{applier, intake, liveness, writer, Mode, NodeConfig, Role};
+use super::catalog::Catalog;
+use super::config::NodeConfig;
+use super::cursor::{CursorGuard, Cursors};
+use super::endpoint_stats::Stats;
+use super::locks::lock;
+use super::log_port::LogPort;
+use super::op_ids::OpIds;
 use crate::error::{DdbError, ErrorCode};
-use crate::heartbeat::BrokenDb;
-use crate::log::Log;
+use crate::heartbeat::{BrokenDb, Mode, Role};
 use crate::name::Name;
+use crate::op::WriteOp;
 use crate::store::Store;
 use crate::subjects::Subjects;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Mutex as AsyncMutex, OwnedMutexGuard};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
 
-/// How many recent op_ids a node remembers (beyond JetStream's duplicate window).
-const OP_ID_MEMORY: usize = 100_000;
+pub(crate) type NodeRef = Arc<Node>;
 
 pub(crate) struct Node {
     pub role: Role,
     pub cfg: NodeConfig,
     pub store: Arc<dyn Store>,
     pub client: async_nats::Client,
-    pub log: Log,
+    pub log: Arc<dyn LogPort>,
     pub subjects: Subjects,
-    pub mode: watch::Sender<Mode>,
-    /// Every log entry up to this stream seq has been applied (or found already applied).
-    pub position: watch::Sender<u64>,
-    /// The log's last seq as last seen (from delivered entries or the stream's info).
-    pub log_seq: AtomicU64,
-    cursors: Mutex<HashMap<Name, Arc<AsyncMutex<Cursor>>>>,
-    pub broken: Mutex<BTreeMap<String, BrokenDb>>,
-    pub databases: Mutex<BTreeSet<String>>,
-    op_ids: Mutex<OpIdMemory>,
+    mode: watch::Sender<Mode>,
+    pub progress: super::progress::Progress,
+    pub catalog: Catalog,
+    op_ids: OpIds,
+    cursors: Cursors,
     /// The master as last heard: name and when.
-    pub master_seen: Mutex<Option<(String, Instant)>>,
+    master_seen: Mutex<Option<(String, Instant)>>,
     pub started: Instant,
-    pub writers: writer::Writers,
     /// The server's largest message, read once at start (replies over it become errors).
     pub max_payload: usize,
     /// Where Prometheus metrics are served, if they are.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Request counts per endpoint for the NATS micro protocol.
-    pub micro: super::micro::Stats,
-}
-
-/// Per-database serialisation point between the writer and the log reader, with the
-/// database's applied seq once known.
-pub(crate) struct Cursor {
-    applied: Option<u64>,
-}
-
-pub(crate) struct CursorGuard {
-    db: Name,
-    guard: OwnedMutexGuard<Cursor>,
-}
-
-impl CursorGuard {
-    pub async fn applied(&mut self, store: &dyn Store) -> Result<u64, DdbError> {
-        if let Some(seq) = self.guard.applied {
-            return Ok(seq);
-        }
-        let seq = store.applied_seq(&self.db).await?;
-        self.guard.applied = Some(seq);
-        Ok(seq)
-    }
-
-    pub fn set_applied(&mut self, seq: u64) {
-        self.guard.applied = Some(seq);
-        metrics::gauge!(super::metrics::DB_APPLIED_SEQ, "db" => self.db.to_string())
-            .set(seq as f64);
-    }
-
-    /// Forgets the cached seq, so the next reader asks the store (after a failed commit).
-    pub fn invalidate(&mut self) {
-        self.guard.applied = None;
-    }
-}
-
-#[derive(Default)]
-struct OpIdMemory {
-    seqs: HashMap<String, u64>,
-    order: VecDeque<String>,
+    pub micro: Stats,
+    /// Snapshots as this node knows them, and the restore it runs (`snapshots`).
+    pub snapshots: super::snapshot_state::Snapshots,
 }
 
 /// Where this node's log reader resumes: its saved position, or earlier when its store lacks
 /// entries below that position (a database file deleted or restored from an older copy), so
 /// that those databases are rebuilt from the log. Per-database applied seqs keep the replay
 /// exactly-once for everything else.
-async fn resume_position(store: &dyn Store, log: &Log) -> Result<u64, DdbError> {
+async fn resume_position(store: &dyn Store, log: &dyn LogPort) -> Result<u64, DdbError> {
     let saved = store.log_position().await?;
     if saved == 0 {
         return Ok(0);
@@ -125,9 +87,9 @@ impl Node {
         cfg: NodeConfig,
         store: Arc<dyn Store>,
         client: async_nats::Client,
-        log: Log,
+        log: Arc<dyn LogPort>,
         metrics_addr: Option<std::net::SocketAddr>,
-    ) -> Result<Arc<Node>, DdbError> {
+    ) -> Result<NodeRef, DdbError> {
         let databases = store
             .databases()
             .await?
@@ -148,8 +110,7 @@ impl Node {
                 (db.to_string(), b)
             })
             .collect();
-        let position = resume_position(store.as_ref(), &log).await?;
-        let subjects = log.subjects().clone();
+        let position = resume_position(store.as_ref(), log.as_ref()).await?;
         let max_payload = client.server_info().max_payload;
         let initial_mode = match role {
             Role::Master => Mode::Starting,
@@ -157,23 +118,21 @@ impl Node {
         };
         Ok(Arc::new(Node {
             role,
-            subjects,
+            subjects: Subjects::new(&cfg.prefix),
             store,
             client,
             log,
             mode: watch::Sender::new(initial_mode),
-            position: watch::Sender::new(position),
-            log_seq: AtomicU64::new(position),
-            cursors: Mutex::default(),
-            broken: Mutex::new(broken),
-            databases: Mutex::new(databases),
-            op_ids: Mutex::default(),
+            progress: super::progress::Progress::new(position),
+            catalog: Catalog::new(databases, broken),
+            op_ids: OpIds::default(),
+            cursors: Cursors::default(),
             master_seen: Mutex::new(None),
             started: Instant::now(),
-            writers: writer::Writers::default(),
             max_payload,
             metrics_addr,
-            micro: Default::default(),
+            micro: Stats::default(),
+            snapshots: Default::default(),
             cfg,
         }))
     }
@@ -186,6 +145,10 @@ impl Node {
         *self.mode.borrow()
     }
 
+    pub fn watch_mode(&self) -> watch::Receiver<Mode> {
+        self.mode.subscribe()
+    }
+
     pub fn set_mode(&self, mode: Mode) {
         let old = self.mode.send_replace(mode);
         if old != mode {
@@ -193,92 +156,74 @@ impl Node {
         }
     }
 
+    /// Every log entry up to this stream seq has been applied here.
     pub fn position(&self) -> u64 {
-        *self.position.borrow()
+        self.progress.position()
     }
 
-    pub fn note_log_seq(&self, seq: u64) {
-        self.log_seq.fetch_max(seq, Ordering::Relaxed);
-    }
-
+    /// Holds `db` against the other writer or the log reader.
     pub async fn cursor(&self, db: &Name) -> CursorGuard {
-        let lock = {
-            let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
-            cursors
-                .entry(db.clone())
-                .or_insert_with(|| Arc::new(AsyncMutex::new(Cursor { applied: None })))
-                .clone()
-        };
-        CursorGuard {
-            db: db.clone(),
-            guard: lock.lock_owned().await,
-        }
+        self.cursors.lock(db).await
     }
 
     /// Waits until this node has applied the log up to `seq`; `timeout` after `limit`.
     pub async fn wait_position(&self, seq: u64, limit: Duration) -> Result<(), DdbError> {
-        let mut rx = self.position.subscribe();
-        let reached = tokio::time::timeout(limit, rx.wait_for(|p| *p >= seq)).await;
-        match reached {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(DdbError::new(
+        self.progress.wait_for(seq, limit).await.map_err(|reached| {
+            DdbError::new(
                 ErrorCode::Timeout,
                 format!(
-                    "node {} has applied the log up to seq {} and did not reach {seq} within {} ms",
+                    "node {} has applied the log up to seq {reached} and did not reach {seq} within {} ms",
                     self.cfg.name,
-                    self.position(),
                     limit.as_millis()
                 ),
-            )),
-        }
+            )
+        })
     }
 
-    pub fn remember_op_id(&self, op_id: &str, seq: u64) {
-        let mut m = self.op_ids.lock().unwrap_or_else(|p| p.into_inner());
-        if m.seqs.insert(op_id.to_owned(), seq).is_none() {
-            m.order.push_back(op_id.to_owned());
-            if m.order.len() > OP_ID_MEMORY {
-                if let Some(old) = m.order.pop_front() {
-                    m.seqs.remove(&old);
-                }
+    /// The seq of the entry that holds `op_id`, if this node saw it recently.
+    pub fn seq_of_op_id(&self, op_id: &str) -> Option<u64> {
+        self.op_ids.seq_of(op_id)
+    }
+
+    /// The bookkeeping after ops of `db` were committed here, by the writer or the log
+    /// reader alike: each op with the seq of its entry; `last` is the last entry's seq.
+    pub fn committed<'a>(
+        &self,
+        db: &Name,
+        last: u64,
+        ops: impl IntoIterator<Item = (u64, &'a WriteOp, Option<&'a str>)>,
+    ) {
+        for (seq, op, op_id) in ops {
+            match op {
+                WriteOp::CreateDb { db } => self.catalog.note_database(db, true),
+                WriteOp::DropDb { db } => self.catalog.note_database(db, false),
+                _ => {}
+            }
+            if let Some(id) = op_id {
+                self.op_ids.remember(id, seq);
             }
         }
-    }
-
-    pub fn seq_of_op_id(&self, op_id: &str) -> Option<u64> {
-        let m = self.op_ids.lock().unwrap_or_else(|p| p.into_inner());
-        m.seqs.get(op_id).copied()
+        // Once per commit, not per entry: the label costs an allocation.
+        metrics::gauge!(super::metrics::DB_APPLIED_SEQ, "db" => db.to_string()).set(last as f64);
     }
 
     pub fn is_broken(&self, db: &str) -> bool {
-        self.broken
-            .lock()
-            .map(|b| b.contains_key(db))
-            .unwrap_or(false)
+        self.catalog.is_broken(db)
     }
 
+    /// `db` stops replicating on this node: the entry at `seq` cannot be applied here.
     pub fn mark_broken(&self, db: &Name, seq: u64, error: &DdbError) {
-        tracing::error!(
-            node = %self.cfg.name, db = %db, seq, error = %error,
-            "a log entry cannot be applied here: this database stops replicating on this node until repaired"
-        );
-        if let Ok(mut b) = self.broken.lock() {
-            b.entry(db.to_string()).or_insert(BrokenDb {
-                db: db.to_string(),
-                seq,
-                error: error.to_string(),
-            });
+        if self.catalog.mark_broken(db, seq, error) {
+            tracing::error!(
+                node = %self.cfg.name, db = %db, seq, error = %error,
+                "a log entry cannot be applied here: this database stops replicating on this node until repaired"
+            );
         }
     }
 
-    pub fn note_database(&self, db: &Name, exists: bool) {
-        if let Ok(mut d) = self.databases.lock() {
-            if exists {
-                d.insert(db.to_string());
-            } else {
-                d.remove(db.as_str());
-            }
-        }
+    /// Notes a heartbeat from master `name`, heard at `at`.
+    pub fn heard_master(&self, name: &str, at: Instant) {
+        *lock(&self.master_seen) = Some((name.to_owned(), at));
     }
 
     /// Whether this node takes writes now, and if not, why.
@@ -290,11 +235,9 @@ impl Node {
                 self.cfg.name
             ))),
             Mode::Replica => {
-                let master = self
-                    .master_seen
-                    .lock()
-                    .ok()
-                    .and_then(|m| m.as_ref().map(|(n, _)| n.clone()))
+                let master = lock(&self.master_seen)
+                    .as_ref()
+                    .map(|(n, _)| n.clone())
                     .unwrap_or_else(|| "master".to_owned());
                 Some(DdbError::new(
                     ErrorCode::ReadOnly,
@@ -308,139 +251,26 @@ impl Node {
             }
         }
     }
-
-    /// Runs every task until `shutdown`, then stops them in order.
-    pub async fn run(
-        self: Arc<Self>,
-        shutdown: impl Future<Output = ()> + Send,
-        metrics: Option<(
-            tokio::net::TcpListener,
-            metrics_exporter_prometheus::PrometheusHandle,
-        )>,
-    ) {
-        let stop = CancellationToken::new();
-        let stop_intake = CancellationToken::new();
-        let applier = tokio::spawn(applier::run(self.clone(), stop.clone()));
-        let liveness = tokio::spawn(liveness::run(self.clone(), stop.clone()));
-        let micro = tokio::spawn(super::micro::run(self.clone(), stop_intake.clone()));
-        if let Some((listener, handle)) = metrics {
-            tokio::spawn(super::metrics::serve(listener, handle, stop.clone()));
-        }
-        let intake = tokio::spawn(intake::run(self.clone(), stop_intake.clone()));
-        tracing::info!(node = %self.cfg.name, role = ?self.role, store = self.store.kind(), position = self.position(), "node started");
-
-        if self.role == Role::Master {
-            let node = self.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                node.catch_up_then_open().await;
-                drop(stop);
-            });
-        }
-
-        shutdown.await;
-        tracing::info!(node = %self.cfg.name, "shutting down: stopping intake");
-        stop_intake.cancel();
-        let _ = intake.await;
-        let _ = micro.await;
-        self.writers.drain(Duration::from_secs(10)).await;
-        stop.cancel();
-        let _ = applier.await;
-        let _ = liveness.await;
-        if let Err(e) = self.client.drain().await {
-            tracing::warn!(error = %e, "draining the NATS connection failed");
-        }
-        if let Err(e) = self.store.close().await {
-            tracing::warn!(error = %e, "closing the store failed");
-        }
-        tracing::info!(node = %self.cfg.name, position = self.position(), "node stopped");
-    }
-
-    /// A (re)starting master applies the log to its end before it takes writes.
-    async fn catch_up_then_open(&self) {
-        loop {
-            match self.log.last_seq().await {
-                Ok(target) => {
-                    self.note_log_seq(target);
-                    let mut rx = self.position.subscribe();
-                    if rx.wait_for(|p| *p >= target).await.is_ok() {
-                        break;
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the log's end; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-        self.set_mode(Mode::Master);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::test_node::test_node;
     use super::*;
+    use crate::op::{parse_request, Limits, Op};
+
+    fn write(json: &str) -> (WriteOp, Option<String>) {
+        let request = parse_request(json.as_bytes(), &Limits::default()).expect("valid request");
+        let Op::Write(op) = request.op else {
+            panic!("not a write: {json}")
+        };
+        (op, request.op_id)
+    }
 
     #[tokio::test]
     async fn a_node_starts_in_its_roles_mode() {
         assert_eq!(test_node(Role::Master).await.node.mode(), Mode::Starting);
         assert_eq!(test_node(Role::Slave).await.node.mode(), Mode::Replica);
-    }
-
-    #[tokio::test]
-    async fn op_ids_are_remembered_with_their_seq() {
-        let t = test_node(Role::Slave).await;
-        assert_eq!(t.node.seq_of_op_id("a"), None);
-        t.node.remember_op_id("a", 7);
-        t.node.remember_op_id("b", 9);
-        assert_eq!(t.node.seq_of_op_id("a"), Some(7));
-        assert_eq!(t.node.seq_of_op_id("b"), Some(9));
-        assert_eq!(t.node.seq_of_op_id("c"), None);
-    }
-
-    #[tokio::test]
-    async fn op_id_memory_forgets_the_oldest_past_its_size() {
-        let t = test_node(Role::Slave).await;
-        let id = |i: usize| format!("op-{i}");
-        for i in 0..OP_ID_MEMORY {
-            t.node.remember_op_id(&id(i), i as u64 + 1);
-        }
-        assert_eq!(t.node.seq_of_op_id(&id(0)), Some(1));
-        t.node.remember_op_id(&id(OP_ID_MEMORY), 0);
-        assert_eq!(t.node.seq_of_op_id(&id(0)), None);
-        assert_eq!(t.node.seq_of_op_id(&id(1)), Some(2));
-        // Oldest first, one per new op_id.
-        for i in OP_ID_MEMORY + 1..OP_ID_MEMORY + 5 {
-            t.node.remember_op_id(&id(i), i as u64 + 1);
-        }
-        for i in 1..5 {
-            assert_eq!(t.node.seq_of_op_id(&id(i)), None, "{}", id(i));
-        }
-        assert_eq!(t.node.seq_of_op_id(&id(5)), Some(6));
-        assert_eq!(
-            t.node.seq_of_op_id(&id(OP_ID_MEMORY + 4)),
-            Some(OP_ID_MEMORY as u64 + 5)
-        );
-        let m = t.node.op_ids.lock().unwrap();
-        assert_eq!((m.seqs.len(), m.order.len()), (OP_ID_MEMORY, OP_ID_MEMORY));
-    }
-
-    #[tokio::test]
-    async fn an_op_id_remembered_again_keeps_its_first_place() {
-        // Its seq is updated, but eviction follows when it was first seen: the memory holds
-        // each op_id once, so its size stays bounded.
-        let t = test_node(Role::Slave).await;
-        t.node.remember_op_id("again", 1);
-        for i in 1..OP_ID_MEMORY {
-            t.node.remember_op_id(&format!("op-{i}"), i as u64 + 1);
-        }
-        t.node.remember_op_id("again", 500_000);
-        assert_eq!(t.node.seq_of_op_id("again"), Some(500_000));
-        t.node.remember_op_id("one-more", 500_001);
-        assert_eq!(t.node.seq_of_op_id("again"), None);
-        assert_eq!(t.node.seq_of_op_id("op-1"), Some(2));
     }
 
     #[tokio::test]
@@ -465,55 +295,50 @@ mod tests {
             "{}",
             e.message
         );
-        *t.node.master_seen.lock().unwrap() = Some(("m7".to_owned(), Instant::now()));
+        t.node.heard_master("m7", Instant::now());
         let e = t.node.write_refusal().expect("refused");
         assert!(e.message.contains("master m7 is alive"), "{}", e.message);
         assert!(e.message.contains("ddb.node.m7"), "{}", e.message);
     }
 
     #[tokio::test]
-    async fn a_broken_database_keeps_its_first_failure() {
-        // The first entry that failed is the one a repair must start from.
+    async fn committing_notes_databases_and_op_ids_at_their_entries_seq() {
+        let t = test_node(Role::Slave).await;
+        let shop = Name::parse_db("shop").unwrap();
+        let (create, create_id) = write(r#"{"op":"CREATE_DB","db":"shop","op_id":"c-1"}"#);
+        let (insert, insert_id) =
+            write(r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":1},"op_id":"i-1"}"#);
+        t.node.committed(
+            &shop,
+            4,
+            [
+                (3, &create, create_id.as_deref()),
+                (4, &insert, insert_id.as_deref()),
+            ],
+        );
+        assert_eq!(t.node.catalog.databases(), ["shop"]);
+        assert_eq!(t.node.seq_of_op_id("c-1"), Some(3));
+        assert_eq!(t.node.seq_of_op_id("i-1"), Some(4));
+        let (drop, _) = write(r#"{"op":"DROP_DB","db":"shop"}"#);
+        t.node.committed(&shop, 5, [(5, &drop, None)]);
+        assert!(t.node.catalog.databases().is_empty());
+    }
+
+    #[tokio::test]
+    async fn marking_a_database_broken_keeps_the_first_failure() {
         let t = test_node(Role::Slave).await;
         let db = Name::parse_db("shop").unwrap();
-        assert!(!t.node.is_broken("shop"));
         t.node.mark_broken(&db, 12, &DdbError::internal("disk"));
         t.node.mark_broken(&db, 15, &DdbError::internal("again"));
         assert!(t.node.is_broken("shop"));
-        assert!(!t.node.is_broken("other"));
-        let b = t.node.broken.lock().unwrap()["shop"].clone();
-        assert_eq!(b.seq, 12);
-        assert!(b.error.contains("disk"), "{}", b.error);
+        assert_eq!(t.node.catalog.broken()[0].seq, 12);
     }
 
     #[tokio::test]
-    async fn databases_follow_create_and_drop() {
+    async fn a_wait_past_the_position_times_out_saying_how_far_it_got() {
         let t = test_node(Role::Slave).await;
-        let db = Name::parse_db("shop").unwrap();
-        t.node.note_database(&db, true);
-        t.node.note_database(&db, true);
-        assert_eq!(
-            t.node.databases.lock().unwrap().iter().collect::<Vec<_>>(),
-            ["shop"]
-        );
-        t.node.note_database(&db, false);
-        assert!(t.node.databases.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn the_log_end_seen_only_moves_forward() {
-        let t = test_node(Role::Slave).await;
-        t.node.note_log_seq(10);
-        t.node.note_log_seq(4);
-        assert_eq!(t.node.log_seq.load(Ordering::Relaxed), 10);
-    }
-
-    #[tokio::test]
-    async fn waiting_for_a_position_already_reached_returns_at_once() {
-        let t = test_node(Role::Slave).await;
-        t.node.position.send_replace(5);
+        t.node.progress.advance_to(5);
         t.node.wait_position(5, Duration::ZERO).await.unwrap();
-        t.node.wait_position(3, Duration::ZERO).await.unwrap();
         let e = t
             .node
             .wait_position(6, Duration::ZERO)

@@ -3,10 +3,11 @@
 //! log as one entry with the expected last sequence, and commits with the entry's seq.
 //! Nothing is committed that the log does not hold.
 
-use super::applier::{apply_entries, Entry};
-use super::reply_to::ReplyTo;
-use super::state::CursorGuard;
-use super::NodeRef;
+use super::apply::{apply_entries, Entry};
+use super::cursor::CursorGuard;
+use super::job::Job;
+use super::locks::lock;
+use super::state::NodeRef;
 use crate::error::{DdbError, ErrorCode};
 use crate::log::{AppendError, LogEntry};
 use crate::name::Name;
@@ -22,22 +23,6 @@ use tokio::task::JoinHandle;
 /// A database's worker exits after this long without writes.
 const IDLE_EXIT: Duration = Duration::from_secs(60);
 
-pub(crate) struct Job {
-    pub op: Arc<WriteOp>,
-    pub op_id: Option<String>,
-    pub reply: ReplyTo,
-}
-
-impl Job {
-    /// Ops that can share a transaction and a log entry with others: those without an op_id
-    /// (which needs an entry of its own to be the entry's `Nats-Msg-Id`) and not CREATE_DB or
-    /// DROP_DB (which start or end a database).
-    fn batchable(&self) -> bool {
-        self.op_id.is_none()
-            && !matches!(*self.op, WriteOp::CreateDb { .. } | WriteOp::DropDb { .. })
-    }
-}
-
 type Queue = mpsc::UnboundedSender<Job>;
 
 /// A database's queue, its worker, and the worker's id (to retire the right one).
@@ -50,16 +35,18 @@ pub(crate) struct Writers {
 }
 
 impl Writers {
-    pub fn submit(&self, node: &NodeRef, job: Job) {
+    /// Queues `job` for its database's worker, starting one if there is none.
+    pub fn submit(self: &Arc<Self>, node: &NodeRef, job: Job) {
         let db = job.op.db().clone();
         let mut job = job;
         loop {
             let tx = {
-                let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+                let mut queues = lock(&self.queues);
                 let entry = queues.entry(db.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    let handle = tokio::spawn(worker(node.clone(), db.clone(), rx, id));
+                    let handle =
+                        tokio::spawn(worker(node.clone(), self.clone(), db.clone(), rx, id));
                     (tx, handle, id)
                 });
                 entry.0.clone()
@@ -69,7 +56,7 @@ impl Writers {
                 // The worker retired between our lookup and the send: start a new one.
                 Err(mpsc::error::SendError(back)) => {
                     job = back;
-                    let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut queues = lock(&self.queues);
                     if queues.get(&db).is_some_and(|(q, _, _)| q.same_channel(&tx)) {
                         queues.remove(&db);
                     }
@@ -81,7 +68,7 @@ impl Writers {
     /// Lets every queued write finish (bounded), for a clean shutdown.
     pub async fn drain(&self, limit: Duration) {
         let all: Vec<_> = {
-            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let mut queues = lock(&self.queues);
             queues.drain().map(|(_, (_, h, _))| h).collect()
         };
         let _ = tokio::time::timeout(limit, futures::future::join_all(all)).await;
@@ -89,7 +76,7 @@ impl Writers {
 
     /// Removes worker `id` from the map if it is still the one serving `db`.
     fn retire(&self, db: &Name, id: u64) -> bool {
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queues = lock(&self.queues);
         match queues.get(db) {
             Some((_, _, current)) if *current == id => {
                 queues.remove(db);
@@ -100,7 +87,13 @@ impl Writers {
     }
 }
 
-async fn worker(node: NodeRef, db: Name, mut rx: mpsc::UnboundedReceiver<Job>, id: u64) {
+async fn worker(
+    node: NodeRef,
+    writers: Arc<Writers>,
+    db: Name,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    id: u64,
+) {
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
@@ -109,7 +102,7 @@ async fn worker(node: NodeRef, db: Name, mut rx: mpsc::UnboundedReceiver<Job>, i
                 Ok(Some(j)) => j,
                 Ok(None) => return,
                 Err(_) => {
-                    if node.writers.retire(&db, id) {
+                    if writers.retire(&db, id) {
                         rx.close();
                         while let Ok(j) = rx.try_recv() {
                             process(&node, &db, vec![j]).await;
@@ -357,27 +350,21 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
     match appended {
         Ok(appended) if !appended.duplicate => {
             let seq = appended.seq;
-            node.note_log_seq(seq);
+            node.progress.note_log_end(seq);
             let t_commit = Instant::now();
             let committed = txn.commit(seq).await;
             metrics::histogram!(super::metrics::STORE_SECONDS, "phase" => "commit")
                 .record(t_commit.elapsed().as_secs_f64());
             match committed {
-                Ok(()) => cursor.set_applied(seq),
+                Ok(()) => {
+                    cursor.set_applied(seq);
+                    node.committed(db, seq, logged.iter().map(|(op, id)| (seq, *op, *id)));
+                }
                 Err(e) => {
-                    // The log holds the entry; the log reader will apply it here.
+                    // The log holds the entry; the log reader (or the next writer's catch-up)
+                    // applies it here, and does the bookkeeping then.
                     tracing::error!(node = %node.name(), db = %db, seq, error = %e, "commit after append failed; the log reader will apply the entry");
                     cursor.invalidate();
-                }
-            }
-            for job in jobs {
-                match &*job.op {
-                    WriteOp::CreateDb { db } => node.note_database(db, true),
-                    WriteOp::DropDb { db } => node.note_database(db, false),
-                    _ => {}
-                }
-                if let Some(id) = &job.op_id {
-                    node.remember_op_id(id, seq);
                 }
             }
             Attempt::Done(
@@ -435,7 +422,7 @@ async fn sync_from_log(
     let applied = cursor.applied(node.store.as_ref()).await?;
     let missed = node.log.entries_after(db, applied, 10_000).await?;
     if let Some((last, _)) = missed.last() {
-        node.note_log_seq(*last);
+        node.progress.note_log_end(*last);
     }
     let entries = missed
         .into_iter()
@@ -449,58 +436,4 @@ async fn sync_from_log(
         )));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::op::{parse_request, Limits, Op};
-
-    fn job(json: &str) -> Job {
-        let request = parse_request(json.as_bytes(), &Limits::default()).expect("valid request");
-        let Op::Write(op) = request.op else {
-            panic!("not a write: {json}")
-        };
-        let permit = Arc::new(tokio::sync::Semaphore::new(1))
-            .try_acquire_owned()
-            .expect("a permit");
-        Job {
-            op: Arc::new(op),
-            op_id: request.op_id,
-            reply: ReplyTo {
-                subject: None,
-                origin: "ddb.ops".into(),
-                received: Instant::now(),
-                _permit: permit,
-            },
-        }
-    }
-
-    #[test]
-    fn writes_without_an_op_id_share_a_batch() {
-        for json in [
-            r#"{"op":"INSERT","db":"d","table":"t","data":{"id":1}}"#,
-            r#"{"op":"UPDATE","db":"d","table":"t","data":{"v":2},"condition":{"id":1}}"#,
-            r#"{"op":"DELETE","db":"d","table":"t","condition":{"id":1}}"#,
-            r#"{"op":"CREATE_TABLE","db":"d","table":"t","data":{"id":"int"}}"#,
-            r#"{"op":"DROP_TABLE","db":"d","table":"t"}"#,
-            r#"{"op":"TRANSACTION","db":"d","ops":[{"op":"INSERT","db":"d","table":"t","data":{"id":1}}]}"#,
-        ] {
-            assert!(job(json).batchable(), "{json}");
-        }
-    }
-
-    #[test]
-    fn a_write_with_an_op_id_goes_alone() {
-        // Its entry carries the op_id as its Nats-Msg-Id: one op_id per entry.
-        let json = r#"{"op":"INSERT","db":"d","table":"t","data":{"id":1},"op_id":"k-1"}"#;
-        assert!(!job(json).batchable());
-    }
-
-    #[test]
-    fn creating_or_dropping_a_database_goes_alone() {
-        assert!(!job(r#"{"op":"CREATE_DB","db":"d"}"#).batchable());
-        assert!(!job(r#"{"op":"DROP_DB","db":"d"}"#).batchable());
-        assert!(!job(r#"{"op":"CREATE_DB","db":"d","op_id":"k-2"}"#).batchable());
-    }
 }

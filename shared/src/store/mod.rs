@@ -118,28 +118,26 @@ pub trait Store: Send + Sync + 'static {
     async fn tables(&self, db: &Name) -> Result<Vec<Name>, DdbError>;
 
     /// Writes an engine-neutral snapshot of `db` to `out` from one consistent read that never
-    /// blocks writes, on the store's own threads; see [`crate::snapshot`].
+    /// blocks writes, on a thread of its own (not the read threads); see [`crate::snapshot`].
+    /// The snapshot's seq is the database's applied seq in that read.
     async fn snapshot(
         &self,
         db: &Name,
         out: SnapshotSink,
         progress: ProgressRef,
-    ) -> Result<SnapshotInfo, DdbError> {
-        let _ = (out, progress);
-        Err(DdbError::internal(format!("{} cannot take snapshots of {db}", self.kind())))
-    }
+    ) -> Result<SnapshotInfo, DdbError>;
 
-    /// Replaces `db` with the snapshot read from `input`. Atomic: until it completes, and
-    /// after a crash part-way, no half-restored database counts as current.
+    /// Replaces `db` (existing or not) with the snapshot read from `input`: schema, rows,
+    /// op_ids, and the applied seq becomes the snapshot's. Atomic: until it completes, and
+    /// after a crash part-way, the old database (or none) is what counts. Bytes that are not
+    /// a whole, unchanged snapshot of `db` are refused ([`crate::snapshot::SnapshotError`] as
+    /// `bad_request` or `invalid_name`; a failing source is `unavailable`) and change nothing.
     async fn restore(
         &self,
         db: &Name,
         input: SnapshotSource,
         progress: ProgressRef,
-    ) -> Result<SnapshotInfo, DdbError> {
-        let _ = (input, progress);
-        Err(DdbError::internal(format!("{} cannot restore snapshots of {db}", self.kind())))
-    }
+    ) -> Result<SnapshotInfo, DdbError>;
 
     /// Flushes and closes every connection; later calls may fail.
     async fn close(&self) -> Result<(), DdbError>;

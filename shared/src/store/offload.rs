@@ -21,6 +21,7 @@ use crate::error::DdbError;
 use crate::name::Name;
 use crate::op::{Search, WriteOp};
 use crate::reply::TableChecksum;
+use crate::snapshot::{ProgressRef, SnapshotInfo, SnapshotSink, SnapshotSource};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::future::Future;
@@ -185,6 +186,22 @@ impl Threads {
         self.run_on(None, fut).await
     }
 
+    /// Runs `fut` on a thread of its own, for calls that take as long as a whole database
+    /// (snapshots, restores): the read threads stay free for point reads, and the writer
+    /// threads for the transactions the call may wait for.
+    pub async fn run_alone<T, F>(&self, what: &str, fut: F) -> Result<T, DdbError>
+    where
+        F: Future<Output = Result<T, DdbError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (call, result) = self.call(fut);
+        std::thread::Builder::new()
+            .name(format!("ddb-{what}-{}", self.node))
+            .spawn(call)
+            .map_err(|e| DdbError::internal(format!("cannot start a {what} thread: {e}")))?;
+        answer(result).await
+    }
+
     /// Runs `fut` on one of the read threads.
     pub async fn run_read<T, F>(&self, fut: F) -> Result<T, DdbError>
     where
@@ -301,6 +318,34 @@ impl Store for Offloaded {
         let (store, db) = (self.inner.clone(), db.clone());
         self.threads
             .run_read(async move { store.tables(&db).await })
+            .await
+    }
+
+    async fn snapshot(
+        &self,
+        db: &Name,
+        out: SnapshotSink,
+        progress: ProgressRef,
+    ) -> Result<SnapshotInfo, DdbError> {
+        let (store, db) = (self.inner.clone(), db.clone());
+        self.threads
+            .run_alone("snapshot", async move {
+                store.snapshot(&db, out, progress).await
+            })
+            .await
+    }
+
+    async fn restore(
+        &self,
+        db: &Name,
+        input: SnapshotSource,
+        progress: ProgressRef,
+    ) -> Result<SnapshotInfo, DdbError> {
+        let (store, db) = (self.inner.clone(), db.clone());
+        self.threads
+            .run_alone("restore", async move {
+                store.restore(&db, input, progress).await
+            })
             .await
     }
 

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+mod checkpoint;
+
 const CATALOG_FILE: &str = "ddb-node.meta";
 const DB_SUFFIX: &str = ".sqlite";
 
@@ -41,6 +43,7 @@ pub fn open(dir: &Path, options: &super::StoreOptions) -> Result<impl super::Sto
             catalog: Mutex::new(catalog),
             writers: Mutex::default(),
             readers: Mutex::default(),
+            checkpoints: checkpoint::Checkpoints::start(dir),
         },
         options,
     ))
@@ -60,6 +63,8 @@ pub struct SqliteBackend {
     catalog: Mutex<Connection>,
     writers: Pool,
     readers: ReadPool,
+    /// The thread that checkpoints the databases' WALs (see `checkpoint`).
+    checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
 
 /// A connection and the deadline its progress handler checks.
@@ -121,6 +126,19 @@ impl SqliteBackend {
         Ok(Some(SqliteConn(guard)))
     }
 
+    /// A write connection of `db`: checkpoints are the checkpoint thread's, not its commits'.
+    fn open_writer(&self, db: &Name, create: bool) -> Result<Handle, DdbError> {
+        let path = self.path(db);
+        let h = open_conn(&path, create)?;
+        if let Some(c) = &self.checkpoints {
+            h.conn
+                .execute_batch("PRAGMA wal_autocheckpoint=0;")
+                .map_err(sqlite_err)?;
+            c.watch(db, &path);
+        }
+        Ok(h)
+    }
+
     async fn cached(&self, pool: &Pool, db: &Name) -> Result<Option<SqliteConn>, DdbError> {
         let existing = pool.lock().map_err(poisoned)?.get(db).cloned();
         let handle = match existing {
@@ -130,7 +148,7 @@ impl SqliteBackend {
                 if !path.exists() {
                     return Ok(None);
                 }
-                let conn = open_conn(&path, false)?;
+                let conn = self.open_writer(db, false)?;
                 let h = Arc::new(AsyncMutex::new(conn));
                 pool.lock()
                     .map_err(poisoned)?
@@ -191,7 +209,7 @@ impl Backend for SqliteBackend {
 
     async fn create(&self, db: &Name) -> Result<SqliteConn, DdbError> {
         self.remove(db).await?;
-        let conn = open_conn(&self.path(db), true)?;
+        let conn = self.open_writer(db, true)?;
         let h = Arc::new(AsyncMutex::new(conn));
         self.writers
             .lock()
@@ -203,6 +221,9 @@ impl Backend for SqliteBackend {
     async fn remove(&self, db: &Name) -> Result<(), DdbError> {
         self.writers.lock().map_err(poisoned)?.remove(db);
         self.readers.lock().map_err(poisoned)?.remove(db);
+        if let Some(c) = &self.checkpoints {
+            c.forget(db);
+        }
         let base = self.path(db);
         for suffix in ["", "-wal", "-shm"] {
             let mut p = base.clone().into_os_string();
@@ -293,6 +314,9 @@ impl Backend for SqliteBackend {
 
     async fn close(&self) -> Result<(), DdbError> {
         // Dropping the connections checkpoints the WAL of each database.
+        if let Some(c) = &self.checkpoints {
+            c.forget_all();
+        }
         let writers: Vec<_> = self.writers.lock().map_err(poisoned)?.drain().collect();
         let readers: Vec<_> = self
             .readers

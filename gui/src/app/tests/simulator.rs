@@ -227,6 +227,24 @@ fn the_nodes_panel_shows_mode_seq_and_lag_and_the_history_reloads() {
 }
 
 #[test]
+fn the_nodes_panel_shows_a_restore_apart_from_catching_up() {
+    let (mut app, _rx) = connected();
+    let mut behind = hb("slave1", Role::Slave, Mode::Replica, 17);
+    behind.lag = 4;
+    let mut new = hb("slave2", Role::Slave, Mode::Replica, 0);
+    new.snapshots.restoring = Some(Box::new(ddb::heartbeat::RestoreStatus {
+        db: "big".into(),
+        rows: 250,
+        total_rows: 1000,
+    }));
+    for beat in [behind, new] {
+        let _ = app.update(Message::Connection(Event::Heartbeat(beat, Instant::now())));
+    }
+    assert!(shows(&app, "catching up (4 behind)"));
+    assert!(shows(&app, "restoring big 25%"));
+}
+
+#[test]
 fn the_verify_button_shows_every_table_side_by_side_with_mismatches_flagged() {
     let (mut app, mut rx) = connected_with_three_nodes();
     click(&mut app, "Verify");

@@ -4,6 +4,7 @@
 //! The write transaction lives in [`txn`], the SEARCH reply page in [`page`].
 
 mod page;
+mod snapshot;
 mod txn;
 
 use super::checksum::ChecksumBuilder;
@@ -12,6 +13,7 @@ use crate::error::{DdbError, ErrorCode};
 use crate::name::Name;
 use crate::op::{Search, TableSchema};
 use crate::reply::TableChecksum;
+use crate::snapshot::{ProgressRef, SnapshotInfo, SnapshotSink, SnapshotSource};
 use crate::sql::{Dialect, Statement, META_TABLE, TABLES_TABLE};
 use crate::value::{ColumnType, Value};
 use async_trait::async_trait;
@@ -73,6 +75,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn writer(&self, db: &Name) -> Result<Option<Self::Conn>, DdbError>;
     /// A read connection of an existing physical database.
     async fn reader(&self, db: &Name) -> Result<Option<Self::Conn>, DdbError>;
+    /// A read connection for a snapshot, which holds it as long as the database takes to
+    /// read: a backend with one cached reader per database gives a connection of its own.
+    async fn snapshot_reader(&self, db: &Name) -> Result<Option<Self::Conn>, DdbError> {
+        self.reader(db).await
+    }
     /// Creates an empty physical database and returns its write connection.
     async fn create(&self, db: &Name) -> Result<Self::Conn, DdbError>;
     /// Removes a physical database; absent is fine.
@@ -102,6 +109,8 @@ pub(crate) struct SqlStore<B: Backend> {
     op_id_commits: Arc<AtomicU64>,
     /// Databases checked complete since this process opened them (see `live_writer`).
     verified: Arc<Mutex<HashSet<Name>>>,
+    /// Databases a restore is replacing; see `databases`.
+    restoring: Arc<Mutex<HashSet<Name>>>,
     /// Databases `databases` could not open.
     unusable: Arc<Mutex<Vec<(Name, DdbError)>>>,
 }
@@ -116,6 +125,7 @@ impl<B: Backend> Clone for SqlStore<B> {
             op_id_max: self.op_id_max,
             op_id_commits: self.op_id_commits.clone(),
             verified: self.verified.clone(),
+            restoring: self.restoring.clone(),
             unusable: self.unusable.clone(),
         }
     }
@@ -131,8 +141,16 @@ impl<B: Backend> SqlStore<B> {
             op_id_max: options.op_id_max.max(1),
             op_id_commits: Arc::default(),
             verified: Arc::default(),
+            restoring: Arc::default(),
             unusable: Arc::default(),
         }
+    }
+
+    fn is_restoring(&self, db: &Name) -> bool {
+        self.restoring
+            .lock()
+            .map(|r| r.contains(db))
+            .unwrap_or(false)
     }
 
     fn is_verified(&self, db: &Name) -> bool {
@@ -380,6 +398,14 @@ impl<B: Backend> Store for SqlStore<B> {
         let mut out = Vec::new();
         let mut unusable = Vec::new();
         for db in self.backend.physical().await? {
+            // A restore holds the writer for as long as it runs: a database it replaces is
+            // there (as it was, until the commit), one it creates is not yet.
+            if self.is_restoring(&db) {
+                if self.is_verified(&db) {
+                    out.push(db);
+                }
+                continue;
+            }
             match self.live_writer(&db).await {
                 Ok(Some(_)) => out.push(db),
                 Ok(None) => {}
@@ -411,6 +437,24 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn tables(&self, db: &Name) -> Result<Vec<Name>, DdbError> {
         let mut conn = self.live_reader(db).await?;
         table_names(&mut conn, self.backend.dialect()).await
+    }
+
+    async fn snapshot(
+        &self,
+        db: &Name,
+        out: SnapshotSink,
+        progress: ProgressRef,
+    ) -> Result<SnapshotInfo, DdbError> {
+        self.take_snapshot(db, out, progress).await
+    }
+
+    async fn restore(
+        &self,
+        db: &Name,
+        input: SnapshotSource,
+        progress: ProgressRef,
+    ) -> Result<SnapshotInfo, DdbError> {
+        self.restore_snapshot(db, input, progress).await
     }
 
     async fn close(&self) -> Result<(), DdbError> {

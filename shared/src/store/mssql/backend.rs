@@ -21,6 +21,9 @@ use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 /// How often `remove` tries when another session still holds the database.
 const DROP_ATTEMPTS: u32 = 3;
+/// How often a plain `DROP DATABASE` (when `SET SINGLE_USER` was refused) tries while other
+/// sessions close, waiting 200 ms more each time, at most 1 s: about 8 s in all.
+const PLAIN_DROP_ATTEMPTS: u32 = 10;
 
 /// Session settings every connection starts with, whatever the server or login defaults:
 /// statement errors leave the transaction usable (savepoints rely on it), row counts are
@@ -179,6 +182,33 @@ fn owned_statement(sql: &str, db: &Name) -> Statement {
     }
 }
 
+/// Runs a DROP batch, again while SQL Server says the database is in use (3702), up to
+/// `attempts` times; a database already gone (3701) counts as dropped.
+async fn drop_retrying(
+    admin: &mut MssqlConn,
+    db: &Name,
+    sql: &str,
+    attempts: u32,
+) -> Result<(), tiberius::error::Error> {
+    let mut attempt = 1;
+    loop {
+        log_sql(sql);
+        admin.in_flight = true;
+        let result = admin.batch_raw(sql).await;
+        match admin.finished(result) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.code() == Some(3701) => return Ok(()),
+            Err(e) if e.code() == Some(3702) && attempt < attempts => {
+                tracing::debug!(db = %db, attempt, "database still in use; dropping again");
+                let wait = (200 * u64::from(attempt)).min(1_000);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn count(rows: &[Vec<Value>]) -> i64 {
     match rows.first().and_then(|r| r.first()) {
         Some(Value::Int(n)) => *n,
@@ -227,6 +257,18 @@ impl Backend for MssqlBackend {
 
     async fn reader(&self, db: &Name) -> Result<Option<MssqlConn>, DdbError> {
         self.cached(&self.readers, db).await
+    }
+
+    /// A connection of its own, not the cached reader: a snapshot holds it for as long as the
+    /// database takes to read, and SEARCHes must not wait for it.
+    async fn snapshot_reader(&self, db: &Name) -> Result<Option<MssqlConn>, DdbError> {
+        let physical = self.naming.physical(db)?;
+        if !self.exists(db, &physical).await? {
+            return Ok(None);
+        }
+        let client = self.connect(Some(&physical)).await?;
+        let slot: Slot = Arc::new(AsyncMutex::new(Some(client)));
+        Ok(Some(MssqlConn::new(slot.lock_owned().await)))
     }
 
     async fn create(&self, db: &Name) -> Result<MssqlConn, DdbError> {
@@ -284,34 +326,36 @@ impl Backend for MssqlBackend {
         self.readers.lock().map_err(poisoned)?.remove(db);
         let physical = self.naming.physical(db)?;
         let q = quote_ident(&physical);
-        // SINGLE_USER WITH ROLLBACK IMMEDIATE ends every other session in the database (a
-        // cached connection still held somewhere), which DROP DATABASE would wait for.
-        let sql = format!(
-            "IF DB_ID({}) IS NOT NULL BEGIN ALTER DATABASE {q} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {q} END",
-            nstring(&physical)
-        );
+        let exists = format!("IF DB_ID({}) IS NOT NULL", nstring(&physical));
         let mut admin = self.admin().await?;
         if !self.owned(&mut admin).await?.contains(db.as_str()) {
             // Somebody else's database, or none: nothing of ours to remove.
             return Ok(());
         }
-        let mut attempt = 1;
-        loop {
-            log_sql(&sql);
-            admin.in_flight = true;
-            let result = admin.batch_raw(&sql).await;
-            match admin.finished(result) {
-                // Gone between the check and the DROP is as good.
-                Ok(()) => break,
-                Err(e) if e.code() == Some(3701) => break,
-                // In use: a session slipped in between SINGLE_USER and DROP.
-                Err(e) if e.code() == Some(3702) && attempt < DROP_ATTEMPTS => {
-                    tracing::debug!(db = %db, attempt, "database still in use; dropping again");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(mssql_err(e)),
+        // SINGLE_USER WITH ROLLBACK IMMEDIATE ends every other session in the database (a
+        // cached connection still held somewhere), which DROP DATABASE would wait for.
+        let single = format!(
+            "{exists} BEGIN ALTER DATABASE {q} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {q} END"
+        );
+        if let Err(first) = drop_retrying(&mut admin, db, &single, DROP_ATTEMPTS).await {
+            if first.code().is_none() {
+                // The connection failed, not the statement: nothing else to try on it.
+                return Err(mssql_err(first));
             }
+            // Refused (no ALTER permission, or a server without SET SINGLE_USER, such as
+            // Azure SQL Database): a plain DROP, retried while the other sessions close.
+            tracing::warn!(db = %db, error = %first, "SET SINGLE_USER refused; dropping without it");
+            let plain = format!("{exists} DROP DATABASE {q}");
+            drop_retrying(&mut admin, db, &plain, PLAIN_DROP_ATTEMPTS)
+                .await
+                .map_err(|e| {
+                    let mut err = mssql_err(e);
+                    err.message = format!(
+                        "{} (after ALTER DATABASE ... SET SINGLE_USER was refused: {first})",
+                        err.message
+                    );
+                    err
+                })?;
         }
         admin.exec(&owned_statement(DISOWN, db)).await.map(|_| ())
     }

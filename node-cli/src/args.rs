@@ -1,8 +1,13 @@
-//! What the node binaries share: their flags (docs/design.md "Command-line contract"), logging set-up,
-//! the shutdown signal and [`node_main`], the body of `ddb-master` and `ddb-slave`.
+//! The flags: how to reach NATS (every program) and a node's settings. Every default comes
+//! from the library (`ddb::node::defaults`, `StreamSettings::default()`, `Limits::default()`),
+//! the same values `NodeConfig::new` starts from.
 
-use crate::connect::NatsOptions;
-use crate::node::{run, NodeConfig, NodeError, Role};
+use crate::logging::LogFormat;
+use crate::priority::lower_priority_to;
+use ddb::connect::{NatsOptions, DEFAULT_NATS};
+use ddb::log::StreamSettings;
+use ddb::node::{defaults, NodeConfig, Role};
+use ddb::op::Limits;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ pub struct NatsArgs {
     #[arg(long, env = "DDB_NATS", default_value = DEFAULT_NATS)]
     pub nats: String,
     /// Subject prefix shared by every node and client of one deployment.
-    #[arg(long, env = "DDB_PREFIX", default_value = "ddb")]
+    #[arg(long, env = "DDB_PREFIX", default_value = defaults::PREFIX)]
     pub prefix: String,
     #[arg(long, env = "DDB_NATS_USER")]
     pub nats_user: Option<String>,
@@ -28,15 +33,12 @@ pub struct NatsArgs {
     pub nats_tls_ca: Option<PathBuf>,
 }
 
-/// The NATS URL every ddb component uses unless told otherwise.
-pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
-
 impl NatsArgs {
     /// Plain defaults pointing at `url`, for tests and embedding.
     pub fn new(url: &str) -> Self {
         NatsArgs {
             nats: url.to_owned(),
-            prefix: "ddb".to_owned(),
+            prefix: defaults::PREFIX.to_owned(),
             nats_user: None,
             nats_password: None,
             nats_creds: None,
@@ -66,49 +68,66 @@ pub struct NodeArgs {
     #[arg(long, env = "DDB_STORE")]
     pub store: Option<String>,
     /// Heartbeat period.
-    #[arg(long, env = "DDB_HEARTBEAT_MS", default_value_t = 1000)]
+    #[arg(long, env = "DDB_HEARTBEAT_MS", default_value_t = defaults::HEARTBEAT_MS)]
     pub heartbeat_ms: u64,
     /// A slave takes writes after this long without a master heartbeat.
-    #[arg(long, env = "DDB_FAILOVER_AFTER_MS", default_value_t = 3000)]
+    #[arg(long, env = "DDB_FAILOVER_AFTER_MS", default_value_t = defaults::FAILOVER_AFTER_MS)]
     pub failover_after_ms: u64,
     /// How long a read with min_seq waits for this node to catch up.
-    #[arg(long, env = "DDB_WAIT_MS", default_value_t = 5000)]
+    #[arg(long, env = "DDB_WAIT_MS", default_value_t = defaults::WAIT_MS)]
     pub wait_ms: u64,
     /// Replicas of the log stream when this node creates it (3 on a 3-server cluster).
-    #[arg(long, env = "DDB_LOG_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = "DDB_LOG_REPLICAS", default_value_t = StreamSettings::default().replicas)]
     pub log_replicas: usize,
-    /// Drop log entries older than this many seconds (0: keep all; see docs/design.md "Log retention").
-    #[arg(long, env = "DDB_LOG_MAX_AGE_S", default_value_t = 0)]
+    /// Trim log entries older than this many seconds, below each database's newest snapshot
+    /// (0: keep all; README "Snapshots, retention and bootstrap").
+    #[arg(long, env = "DDB_LOG_MAX_AGE_S", default_value_t = StreamSettings::default().max_age.as_secs())]
     pub log_max_age_s: u64,
-    /// Bound the log's size in bytes (-1: no bound).
-    #[arg(long, env = "DDB_LOG_MAX_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    /// Bound the log's size in bytes by trimming below snapshots (-1: no bound).
+    #[arg(
+        long,
+        env = "DDB_LOG_MAX_BYTES",
+        default_value_t = StreamSettings::default().max_bytes,
+        allow_negative_numbers = true
+    )]
     pub log_max_bytes: i64,
+    /// The master snapshots a database after this many new entries (0: never by count).
+    #[arg(long, env = "DDB_SNAPSHOT_EVERY_ENTRIES", default_value_t = ddb::node::snapshots::DEFAULT_EVERY_ENTRIES)]
+    pub snapshot_every_entries: u64,
+    /// ...or this many seconds after the first entry its newest snapshot does not cover
+    /// (0: never by time).
+    #[arg(long, env = "DDB_SNAPSHOT_EVERY_S", default_value_t = ddb::node::snapshots::DEFAULT_EVERY_S)]
+    pub snapshot_every_s: u64,
     /// Largest request accepted, in bytes.
-    #[arg(long, env = "DDB_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "DDB_MAX_REQUEST_BYTES", default_value_t = Limits::default().max_request_bytes)]
     pub max_request_bytes: usize,
     /// Most rows one INSERT may carry.
-    #[arg(long, env = "DDB_MAX_ROWS", default_value_t = 10_000)]
+    #[arg(long, env = "DDB_MAX_ROWS", default_value_t = Limits::default().max_rows_per_insert)]
     pub max_rows_per_insert: usize,
     /// Seconds each database remembers the op_ids it applied (a retry within it is answered
     /// `duplicate`, after any restart, on any node).
-    #[arg(long, env = "DDB_OP_ID_WINDOW", default_value_t = 24 * 3600)]
+    #[arg(long, env = "DDB_OP_ID_WINDOW", default_value_t = defaults::OP_ID_WINDOW_S)]
     pub op_id_window: u64,
     /// At most this many op_ids are remembered per database (the oldest go first).
-    #[arg(long, env = "DDB_OP_ID_WINDOW_IDS", default_value_t = 1_000_000)]
+    #[arg(long, env = "DDB_OP_ID_WINDOW_IDS", default_value_t = defaults::OP_ID_MAX)]
     pub op_id_window_ids: u64,
     /// JetStream's own duplicate window when this node creates the log stream (ms).
-    #[arg(long, env = "DDB_LOG_DUPLICATE_WINDOW_MS", default_value_t = 120_000)]
+    #[arg(
+        long,
+        env = "DDB_LOG_DUPLICATE_WINDOW_MS",
+        default_value_t = StreamSettings::default().duplicate_window.as_millis() as u64
+    )]
     pub log_duplicate_window_ms: u64,
     /// Most ops one TRANSACTION may hold.
-    #[arg(long, env = "DDB_MAX_TX_OPS", default_value_t = 1_000)]
+    #[arg(long, env = "DDB_MAX_TX_OPS", default_value_t = Limits::default().max_tx_ops)]
     pub max_tx_ops: usize,
     /// Most waiting writes committed together (one transaction, one log entry).
-    #[arg(long, env = "DDB_MAX_BATCH", default_value_t = 256)]
+    #[arg(long, env = "DDB_MAX_BATCH", default_value_t = defaults::MAX_BATCH)]
     pub max_batch: usize,
     /// A SEARCH or CHECKSUM statement, or a write's statements on the node that takes it,
     /// running longer than this is cancelled and answered `timeout` (0: no limit). Replaying
     /// the log is never cut short.
-    #[arg(long, env = "DDB_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "DDB_QUERY_TIMEOUT_MS", default_value_t = defaults::QUERY_TIMEOUT_MS)]
     pub query_timeout_ms: u64,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; port 0 picks a
     /// free one, shown in the heartbeat and `ddb status`).
@@ -124,16 +143,13 @@ pub struct NodeArgs {
     pub nice: Option<i32>,
 }
 
-/// The nice value a slave runs at unless `--nice` says otherwise.
-pub const SLAVE_NICE: i32 = 10;
-
 impl NodeArgs {
-    /// Applies `--nice` (or the role's default). Call it first thing in `main`: threads
-    /// started afterwards inherit the priority, threads started before keep theirs.
+    /// Applies `--nice` (or the role's default). Call it before the node starts its threads:
+    /// threads started afterwards inherit the priority, threads started before keep theirs.
     pub fn set_cpu_priority(&self, role: Role) {
         let nice = self.nice.unwrap_or(match role {
             Role::Master => 0,
-            Role::Slave => SLAVE_NICE,
+            Role::Slave => defaults::SLAVE_NICE,
         });
         if nice != 0 {
             lower_priority_to(nice);
@@ -153,6 +169,10 @@ impl NodeArgs {
         cfg.stream.replicas = self.log_replicas.max(1);
         cfg.stream.max_age = Duration::from_secs(self.log_max_age_s);
         cfg.stream.max_bytes = self.log_max_bytes;
+        cfg.snapshots = ddb::node::snapshots::SnapshotSettings {
+            every_entries: self.snapshot_every_entries,
+            every: Duration::from_secs(self.snapshot_every_s),
+        };
         cfg.limits.max_request_bytes = self.max_request_bytes;
         cfg.limits.max_rows_per_insert = self.max_rows_per_insert;
         cfg.limits.max_tx_ops = self.max_tx_ops.max(1);
@@ -167,81 +187,25 @@ impl NodeArgs {
     }
 }
 
-#[cfg(unix)]
-fn lower_priority_to(nice: i32) {
-    use rustix::process::{getpriority_process, setpriority_process};
-    // Only ever lower it: a node started with `nice -n 19` stays there.
-    let current = getpriority_process(None).unwrap_or(0);
-    if nice <= current {
-        return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        node: NodeArgs,
     }
-    match setpriority_process(None, nice) {
-        Ok(()) => tracing::info!(nice, "CPU priority lowered"),
-        Err(e) => tracing::warn!(nice, error = %e, "cannot lower the CPU priority"),
-    }
-}
 
-#[cfg(not(unix))]
-fn lower_priority_to(nice: i32) {
-    tracing::warn!(nice, "--nice is not supported on this platform; ignored");
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// What is logged unless `RUST_LOG` says otherwise: ddb at `info`, the libraries' connection
-/// chatter (tiberius, async-nats) only when it is a warning.
-pub const DEFAULT_LOG_FILTER: &str = "info,tiberius=warn,async_nats=warn";
-
-/// Logs text lines to stderr; `RUST_LOG` overrides [`DEFAULT_LOG_FILTER`].
-pub fn init_tracing() {
-    init_tracing_as(LogFormat::Text);
-}
-
-/// Logs to stderr in `format`.
-pub fn init_tracing_as(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-}
-
-/// The body of `ddb-master` and `ddb-slave` once their flags are parsed: sets up logging and
-/// the CPU priority, then runs the node named `name` as `role` until SIGINT or SIGTERM.
-pub async fn node_main(role: Role, name: &str, node: NodeArgs) -> Result<(), NodeError> {
-    init_tracing_as(node.log_format);
-    node.set_cpu_priority(role);
-    let config = node.into_config(name);
-    run(role, config, shutdown_signal()).await
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    #[test]
+    fn no_flags_give_the_librarys_defaults() {
+        let flags = Flags::try_parse_from(["node"]).expect("defaults parse");
+        let from_flags = format!("{:?}", flags.node.into_config("n1"));
+        let defaults = format!("{:?}", NodeConfig::new("n1"));
+        assert_eq!(
+            from_flags, defaults,
+            "(a DDB_* environment variable changes the flags)"
+        );
     }
 }

@@ -1,0 +1,80 @@
+//! The `reads`, `bulk`, `scan` and `tail` scenarios at a small size, against the debug
+//! binaries: checks that they run and report sane figures (the real measurements are
+//! `ddb-bench --only reads,bulk,scan,tail` on release builds).
+
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reads_bulk_scan_and_tail_scenarios_run_small() {
+    let cfg = ddb_bench::BenchConfig {
+        window: Duration::from_millis(500),
+        catch_up_ops: 2_000,
+        bulk_rows: 20_000,
+        bulk_rows_per_insert: 5_000,
+        scan_rows: 20_000,
+        scan_page: 3_000,
+        tail_window: Duration::from_secs(2),
+        only: vec!["reads".into(), "bulk".into(), "scan".into(), "tail".into()],
+        ..Default::default()
+    };
+    let mut progress = Vec::new();
+    let report = tokio::time::timeout(
+        Duration::from_secs(300),
+        ddb_bench::run(&cfg, &mut progress),
+    )
+    .await
+    .expect("the scenarios finish within 5 minutes")
+    .expect("the scenarios run");
+
+    assert!(report.limits.nats_req_64_per_s > 0.0, "{:?}", report.limits);
+    let vias: Vec<(&str, usize)> = report
+        .reads
+        .iter()
+        .map(|r| (r.via.as_str(), r.clients))
+        .collect();
+    assert_eq!(
+        vias,
+        [
+            ("slave1", 1),
+            ("slave1", 64),
+            ("any replica", 1),
+            ("any replica", 64)
+        ]
+    );
+    for r in &report.reads {
+        assert!(r.per_s > 0.0 && r.latency.count > 0, "{r:?}");
+    }
+
+    let bulk = report.bulk.as_ref().expect("bulk figures");
+    assert_eq!(
+        (bulk.rows, bulk.inserts, bulk.rows_per_insert),
+        (20_000, 4, 5_000)
+    );
+    assert!(bulk.replicated_rows_per_s > 0.0, "{bulk:?}");
+    assert!(bulk.seconds_replicated >= bulk.seconds_acked, "{bulk:?}");
+
+    let scan = report.scan.as_ref().expect("scan figures");
+    assert_eq!(scan.rows, 20_000);
+    assert_eq!(scan.pages, 7, "20,000 rows in pages of 3,000");
+    assert!(scan.raw_sqlite_rows_per_s > 0.0, "{scan:?}");
+
+    let tail = report.tail.as_ref().expect("tail figures");
+    assert!(tail.latency.count > 10, "{tail:?}");
+    let s = tail.latency;
+    assert!(
+        s.p50_us <= s.p99_us && s.p99_us <= s.p999_us && s.p999_us <= s.max_us,
+        "{s:?}"
+    );
+    assert_eq!(tail.slowest.first().map(|x| x.1), Some(s.max_us));
+
+    let table = ddb_bench::render(&report);
+    eprintln!("{table}");
+    for row in [
+        "point SEARCH by key, any replica, 64 clients",
+        "bulk: 20000 rows as 4 INSERTs of 5000",
+        "scan: 20000 rows paged from a slave, limit 3000",
+        "tail: 1 client",
+    ] {
+        assert!(table.contains(row), "no {row:?} in\n{table}");
+    }
+}

@@ -1,0 +1,223 @@
+//! The log reader: applying in order, the position it persists (never past a broken
+//! database), gaps in delivery, entries ddb did not write, restarts, and a master's catch-up.
+
+use super::super::applier;
+use super::super::lifecycle::catch_up_then_open;
+use super::super::log_port::LogPort;
+use super::super::test_node::{node_on, test_node, TestNode};
+use super::*;
+use crate::heartbeat::{Mode, Role};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Reading {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+fn start_reader(node: &NodeRef) -> Reading {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(applier::run(node.clone(), stop.clone()));
+    Reading { stop, task }
+}
+
+impl Reading {
+    async fn stop(self) {
+        self.stop.cancel();
+        within("the reader to stop", self.task).await.unwrap();
+    }
+}
+
+/// Appends `ops` to `name` as another node's writer would, after its last entry.
+async fn append(t: &TestNode, name: &str, ops: &[&str]) -> u64 {
+    let d = db(name);
+    let prev = t.log.last_seq_of(&d).await.unwrap();
+    t.log
+        .append(&d, entry("m1", prev, ops), prev, None)
+        .await
+        .unwrap()
+        .seq
+}
+
+async fn reach(node: &NodeRef, seq: u64) {
+    within("the position", node.wait_position(seq, LIMIT))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_reader_applies_the_log_in_order_and_persists_its_position() {
+    let t = test_node(Role::Slave).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    let reader = start_reader(&t.node);
+    reach(&t.node, 2).await;
+    // Entries that arrive later are applied as they come.
+    append(&t, "shop", &[&insert(1), &insert(2)]).await;
+    reach(&t.node, 3).await;
+    assert_eq!(rows(&t.node, "shop", "t").await, 2);
+    assert_eq!(t.node.catalog.databases(), ["shop"]);
+    assert_eq!(t.node.progress.log_end(), 3);
+    reader.stop().await;
+    assert_eq!(t.node.store.log_position().await.unwrap(), 3);
+    assert_eq!(t.node.store.applied_seq(&db("shop")).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn op_ids_applied_from_the_log_are_remembered() {
+    let t = test_node(Role::Slave).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    append(
+        &t,
+        "shop",
+        &[r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":1},"op_id":"k-1"}"#],
+    )
+    .await;
+    let reader = start_reader(&t.node);
+    reach(&t.node, 3).await;
+    assert_eq!(t.node.seq_of_op_id("k-1"), Some(3));
+    reader.stop().await;
+}
+
+#[tokio::test]
+async fn the_position_is_never_persisted_past_a_broken_database() {
+    let t = test_node(Role::Slave).await;
+    append(&t, "a", &[r#"{"op":"CREATE_DB","db":"a"}"#]).await;
+    // Fails here: there is no such table.
+    append(
+        &t,
+        "a",
+        &[r#"{"op":"INSERT","db":"a","table":"missing","data":{"id":1}}"#],
+    )
+    .await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    append(
+        &t,
+        "a",
+        &[r#"{"op":"CREATE_TABLE","db":"a","table":"u","data":{"id":"int"}}"#],
+    )
+    .await;
+    let reader = start_reader(&t.node);
+    reach(&t.node, 5).await;
+    reader.stop().await;
+    let broken = t.node.catalog.broken();
+    assert_eq!(broken.len(), 1);
+    assert_eq!((broken[0].db.as_str(), broken[0].seq), ("a", 2));
+    // The other database goes on; the broken one stops at its last good entry.
+    assert_eq!(t.node.store.applied_seq(&db("shop")).await.unwrap(), 4);
+    assert_eq!(t.node.store.applied_seq(&db("a")).await.unwrap(), 1);
+    // A restart replays from the entry that failed.
+    assert_eq!(t.node.store.log_position().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_entry_lost_in_flight_is_fetched_again_by_reopening_at_the_gap() {
+    let t = test_node(Role::Slave).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    append(&t, "shop", &[&insert(1)]).await;
+    append(&t, "shop", &[&insert(2)]).await;
+    t.log.lose_delivery_of(3);
+    let reader = start_reader(&t.node);
+    reach(&t.node, 4).await;
+    reader.stop().await;
+    assert_eq!(rows(&t.node, "shop", "t").await, 2);
+    assert_eq!(t.log.consumers_opened(), 2);
+}
+
+#[tokio::test]
+async fn a_last_entry_lost_in_flight_is_fetched_again_once_the_reader_sees_it_stalled() {
+    // No later entry shows the gap: the log's end, ahead of the position with nothing
+    // delivered for a while, does (after `delivery::STALLED_AFTER`, real time).
+    let t = test_node(Role::Slave).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    append(&t, "shop", &[&insert(1)]).await;
+    t.log.lose_delivery_of(3);
+    let reader = start_reader(&t.node);
+    reach(&t.node, 2).await;
+    assert_eq!(t.node.progress.log_end(), 3);
+    reach(&t.node, 3).await;
+    reader.stop().await;
+    assert_eq!(rows(&t.node, "shop", "t").await, 1);
+    assert_eq!(t.log.consumers_opened(), 2);
+}
+
+#[tokio::test]
+async fn an_entry_ddb_did_not_write_is_passed_over_and_recorded() {
+    let t = test_node(Role::Slave).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    let foreign = t.log.append_raw("ddb.log.shop", b"not json");
+    append(&t, "shop", &[CREATE_T]).await;
+    let reader = start_reader(&t.node);
+    reach(&t.node, 3).await;
+    reader.stop().await;
+    assert_eq!(foreign, 2);
+    assert!(t.node.catalog.broken().is_empty());
+    assert_eq!(t.node.store.applied_seq(&db("shop")).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_restart_resumes_at_the_persisted_position() {
+    let t = test_node(Role::Slave).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    let reader = start_reader(&t.node);
+    reach(&t.node, 2).await;
+    reader.stop().await;
+    within("the store to close", t.node.store.close())
+        .await
+        .unwrap();
+    let again = node_on(Role::Slave, &t.dir, &t.log, |_| {}).await;
+    assert_eq!(again.position(), 2);
+    assert_eq!(again.catalog.databases(), ["shop"]);
+}
+
+#[tokio::test]
+async fn a_database_file_lost_while_down_is_rebuilt_from_the_log_at_restart() {
+    let t = test_node(Role::Slave).await;
+    append(&t, "gone", &[r#"{"op":"CREATE_DB","db":"gone"}"#]).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    append(&t, "shop", &[&insert(1)]).await;
+    let reader = start_reader(&t.node);
+    reach(&t.node, 4).await;
+    reader.stop().await;
+    within("the store to close", t.node.store.close())
+        .await
+        .unwrap();
+    let file = t.dir.path().join("gone.sqlite");
+    assert!(file.exists(), "{}", file.display());
+    std::fs::remove_file(&file).unwrap();
+    // Its entries are below the saved position: the restart resumes before them.
+    let again = node_on(Role::Slave, &t.dir, &t.log, |_| {}).await;
+    assert_eq!(again.position(), 0);
+    let reader = start_reader(&again);
+    reach(&again, 4).await;
+    reader.stop().await;
+    assert_eq!(again.catalog.databases(), ["gone", "shop"]);
+    assert_eq!(again.store.applied_seq(&db("gone")).await.unwrap(), 1);
+    // Replayed exactly once: the other database's row is not inserted again.
+    assert_eq!(rows(&again, "shop", "t").await, 1);
+    assert!(again.catalog.broken().is_empty());
+}
+
+#[tokio::test]
+async fn a_starting_master_takes_writes_only_once_it_reached_the_logs_end() {
+    let t = test_node(Role::Master).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    let mut mode = t.node.watch_mode();
+    let opening = tokio::spawn(catch_up_then_open(t.node.clone()));
+    assert_eq!(t.node.mode(), Mode::Starting);
+    assert!(t.node.write_refusal().is_some());
+    let reader = start_reader(&t.node);
+    within("master mode", mode.wait_for(|m| *m == Mode::Master))
+        .await
+        .unwrap();
+    assert!(t.node.position() >= 2);
+    within("the opening task", opening).await.unwrap();
+    reader.stop().await;
+}

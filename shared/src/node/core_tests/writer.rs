@@ -1,0 +1,299 @@
+//! The write path: group commit, the too-large split, conflict retry, the stale-writer check,
+//! duplicates, and the refusals.
+
+use super::super::job::Job;
+use super::super::log_port::LogPort;
+use super::super::reply_to::ReplyTo;
+use super::super::test_node::{test_node, test_node_with, TestNode, MAX_PAYLOAD};
+use super::super::writer::Writers;
+use super::*;
+use crate::error::ErrorCode;
+use crate::heartbeat::{Mode, Role};
+use crate::reply::Reply;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// A node in master mode with its writers.
+struct Writing {
+    t: TestNode,
+    writers: Arc<Writers>,
+}
+
+impl Writing {
+    async fn new() -> Self {
+        Self::on(test_node(Role::Master).await).await
+    }
+
+    async fn on(t: TestNode) -> Self {
+        t.node.set_mode(Mode::Master);
+        Writing {
+            t,
+            writers: Arc::new(Writers::default()),
+        }
+    }
+
+    /// Hands `json` to the writer as intake would; the reply comes through the receiver.
+    fn submit(&self, json: &str) -> oneshot::Receiver<Reply> {
+        let (op, op_id) = write_op(json);
+        let (reply, rx) = ReplyTo::local(&self.t.node.subjects.ops());
+        self.writers.submit(
+            &self.t.node,
+            Job {
+                op: Arc::new(op),
+                op_id,
+                reply,
+            },
+        );
+        rx
+    }
+
+    async fn write(&self, json: &str) -> Reply {
+        answer(self.submit(json)).await
+    }
+
+    /// The shop database with its table t (log entries 1 and 2).
+    async fn with_shop(self) -> Self {
+        for json in [CREATE_SHOP, CREATE_T] {
+            let r = self.write(json).await;
+            assert!(r.ok, "{json}: {:?}", r.error);
+        }
+        self
+    }
+}
+
+async fn answer(rx: oneshot::Receiver<Reply>) -> Reply {
+    within("a reply", rx).await.expect("the writer answers")
+}
+
+fn code(r: &Reply) -> Option<ErrorCode> {
+    r.error.as_ref().map(|e| e.code)
+}
+
+#[tokio::test]
+async fn writes_waiting_together_become_one_entry() {
+    let w = Writing::new().await.with_shop().await;
+    // The test runs on one thread: all five are queued before the writer runs.
+    let pending: Vec<_> = (1..=5).map(|i| w.submit(&insert(i))).collect();
+    let mut seqs = Vec::new();
+    for rx in pending {
+        let r = answer(rx).await;
+        assert!(r.ok, "{:?}", r.error);
+        assert_eq!(r.affected, Some(1));
+        seqs.push(r.seq.expect("a seq"));
+    }
+    assert_eq!(seqs, [3; 5]);
+    let entries = w.t.log.entries();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(ops_in(&entries[2].1, "shop"), 5);
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 5);
+    assert_eq!(w.t.node.store.applied_seq(&db("shop")).await.unwrap(), 3);
+    assert_eq!(w.t.node.catalog.databases(), ["shop"]);
+}
+
+#[tokio::test]
+async fn a_group_commit_never_holds_more_than_max_batch() {
+    let t = test_node_with(Role::Master, MAX_PAYLOAD, |c| c.max_batch = 2).await;
+    let w = Writing::on(t).await.with_shop().await;
+    let pending: Vec<_> = (1..=5).map(|i| w.submit(&insert(i))).collect();
+    let mut seqs = Vec::new();
+    for rx in pending {
+        seqs.push(answer(rx).await.seq.expect("a seq"));
+    }
+    assert_eq!(seqs, [3, 3, 4, 4, 5]);
+}
+
+#[tokio::test]
+async fn an_entry_over_the_max_payload_is_split_and_each_part_lands() {
+    // Each insert alone fits; the five together do not.
+    let t = test_node_with(Role::Master, 700, |_| {}).await;
+    let w = Writing::on(t).await.with_shop().await;
+    let big = |id: u64| {
+        format!(
+            r#"{{"op":"INSERT","db":"shop","table":"t","data":{{"id":{id},"v":"{}"}}}}"#,
+            "y".repeat(300)
+        )
+    };
+    let pending: Vec<_> = (1..=5).map(|i| w.submit(&big(i))).collect();
+    let mut seqs = Vec::new();
+    for rx in pending {
+        let r = answer(rx).await;
+        assert!(r.ok, "{:?}", r.error);
+        seqs.push(r.seq.unwrap());
+    }
+    assert_eq!(seqs, [3, 4, 5, 6, 7]);
+    let entries = w.t.log.entries();
+    assert!(entries[2..].iter().all(|(_, p)| ops_in(p, "shop") == 1));
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 5);
+}
+
+#[tokio::test]
+async fn a_single_op_over_the_max_payload_is_refused_and_nothing_is_committed() {
+    let t = test_node_with(Role::Master, 700, |_| {}).await;
+    let w = Writing::on(t).await.with_shop().await;
+    let json = format!(
+        r#"{{"op":"INSERT","db":"shop","table":"t","data":{{"id":1,"v":"{}"}}}}"#,
+        "z".repeat(1000)
+    );
+    let r = w.write(&json).await;
+    assert_eq!(code(&r), Some(ErrorCode::TooLarge), "{:?}", r.error);
+    assert_eq!(w.t.log.entries().len(), 2);
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 0);
+    assert_eq!(w.t.node.store.applied_seq(&db("shop")).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn after_another_writer_appended_first_the_writer_catches_up_and_retries() {
+    let w = Writing::new().await.with_shop().await;
+    let shop = db("shop");
+    let theirs = entry("other", 2, &[&insert(100)]);
+    w.t.log.append(&shop, theirs, 2, None).await.unwrap();
+    let r = w.write(&insert(1)).await;
+    assert!(r.ok, "{:?}", r.error);
+    assert_eq!(r.seq, Some(4));
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 2);
+    assert_eq!(w.t.node.store.applied_seq(&shop).await.unwrap(), 4);
+    // The entry says which seq it was appended after.
+    let mine = &w.t.log.entries()[3].1;
+    assert_eq!(LogEntry::decode(mine, &shop).unwrap().prev, Some(3));
+}
+
+#[tokio::test]
+async fn a_write_that_fails_on_stale_data_catches_up_and_succeeds() {
+    // Another writer created the table this insert needs: failing here would answer from data
+    // that is out of date.
+    let w = Writing::new().await;
+    assert!(w.write(CREATE_SHOP).await.ok);
+    let shop = db("shop");
+    w.t.log
+        .append(&shop, entry("other", 1, &[CREATE_T]), 1, None)
+        .await
+        .unwrap();
+    let r = w.write(&insert(1)).await;
+    assert!(r.ok, "{:?}", r.error);
+    assert_eq!(r.seq, Some(3));
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 1);
+}
+
+#[tokio::test]
+async fn a_write_that_fails_on_current_data_is_answered_and_appends_nothing() {
+    let w = Writing::new().await.with_shop().await;
+    let r = w
+        .write(r#"{"op":"INSERT","db":"shop","table":"missing","data":{"id":1}}"#)
+        .await;
+    assert!(!r.ok);
+    assert_ne!(code(&r), Some(ErrorCode::Conflict), "{:?}", r.error);
+    assert_eq!(w.t.log.entries().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_op_in_a_group_fails_alone() {
+    let w = Writing::new().await.with_shop().await;
+    let a = w.submit(&insert(1));
+    let dup = w.submit(&insert(1));
+    let b = w.submit(&insert(2));
+    let (a, dup, b) = (answer(a).await, answer(dup).await, answer(b).await);
+    assert!(a.ok && b.ok, "{:?} {:?}", a.error, b.error);
+    assert!(!dup.ok);
+    assert_eq!((a.seq, b.seq), (Some(3), Some(3)));
+    assert_eq!(ops_in(&w.t.log.entries()[2].1, "shop"), 2);
+}
+
+#[tokio::test]
+async fn a_retried_op_id_is_answered_with_the_original_seq() {
+    let w = Writing::new().await.with_shop().await;
+    let json = r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":1},"op_id":"k-1"}"#;
+    let first = w.write(json).await;
+    assert_eq!(
+        (first.ok, first.seq, first.duplicate),
+        (true, Some(3), false)
+    );
+    let again = w.write(json).await;
+    assert_eq!(
+        (again.ok, again.seq, again.duplicate),
+        (true, Some(3), true)
+    );
+    assert_eq!(w.t.log.entries().len(), 3);
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 1);
+}
+
+#[tokio::test]
+async fn an_op_id_another_writer_appended_is_a_duplicate_once_applied_here() {
+    // JetStream's duplicate window answers before this node has applied the other entry:
+    // the writer waits for its reader to get there, then answers with the original seq.
+    let w = Writing::new().await.with_shop().await;
+    let shop = db("shop");
+    let json = r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":7},"op_id":"k-7"}"#;
+    let theirs = entry("other", 2, &[json]);
+    w.t.log.append(&shop, theirs, 2, Some("k-7")).await.unwrap();
+    let stop = CancellationToken::new();
+    let reader = tokio::spawn(super::super::applier::run(w.t.node.clone(), stop.clone()));
+    let r = w.write(json).await;
+    assert_eq!(
+        (r.ok, r.seq, r.duplicate),
+        (true, Some(3), true),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 1);
+    stop.cancel();
+    within("the reader to stop", reader).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_log_that_does_not_confirm_commits_nothing() {
+    let w = Writing::new().await.with_shop().await;
+    w.t.log.set_unavailable(true);
+    let r = w.write(&insert(1)).await;
+    assert_eq!(code(&r), Some(ErrorCode::Unavailable), "{:?}", r.error);
+    assert!(r.error.unwrap().message.contains("nothing was committed"));
+    w.t.log.set_unavailable(false);
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 0);
+    let r = w.write(&insert(1)).await;
+    assert_eq!(r.seq, Some(3), "{:?}", r.error);
+}
+
+#[tokio::test]
+async fn a_replica_refuses_writes() {
+    let w = Writing::new().await;
+    w.t.node.set_mode(Mode::Replica);
+    let r = w.write(CREATE_SHOP).await;
+    assert_eq!(code(&r), Some(ErrorCode::Unavailable), "{:?}", r.error);
+    assert!(r.error.unwrap().message.contains("stopped taking writes"));
+    assert!(w.t.log.entries().is_empty());
+}
+
+#[tokio::test]
+async fn writes_queued_when_failover_ends_are_told_to_retry_elsewhere() {
+    let t = test_node(Role::Slave).await;
+    let w = Writing::on(t).await;
+    w.t.node.set_mode(Mode::Failover);
+    let rx = w.submit(CREATE_SHOP);
+    // The master is back before the writer runs.
+    w.t.node.set_mode(Mode::Replica);
+    let r = answer(rx).await;
+    assert_eq!(code(&r), Some(ErrorCode::Unavailable), "{:?}", r.error);
+    assert!(w.t.log.entries().is_empty());
+}
+
+#[tokio::test]
+async fn a_broken_database_takes_no_writes_here() {
+    let w = Writing::new().await.with_shop().await;
+    w.t.node
+        .mark_broken(&db("shop"), 2, &crate::error::DdbError::internal("disk"));
+    let r = w.write(&insert(1)).await;
+    assert_eq!(code(&r), Some(ErrorCode::Unavailable), "{:?}", r.error);
+    assert!(r.error.unwrap().message.contains("stopped replicating"));
+    assert_eq!(w.t.log.entries().len(), 2);
+}
+
+#[tokio::test]
+async fn draining_lets_queued_writes_finish() {
+    let w = Writing::new().await.with_shop().await;
+    let pending: Vec<_> = (1..=3).map(|i| w.submit(&insert(i))).collect();
+    within("drain", w.writers.drain(LIMIT)).await;
+    for rx in pending {
+        assert!(answer(rx).await.ok);
+    }
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 3);
+}
