@@ -2,6 +2,8 @@
 //! that the log was trimmed and that the figures are sane (the real measurement is
 //! `ddb-bench --only bootstrap` on release builds).
 
+mod support;
+
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,14 +20,7 @@ async fn the_bootstrap_scenario_runs_on_a_small_database() {
         only: vec!["bootstrap".into()],
         ..Default::default()
     };
-    let mut progress = Vec::new();
-    let report = tokio::time::timeout(
-        Duration::from_secs(300),
-        ddb_bench::run(&cfg, &mut progress),
-    )
-    .await
-    .expect("the bootstrap scenario finishes within 5 minutes")
-    .expect("the bootstrap scenario runs");
+    let report = support::run(&cfg).await;
     let b = report.bootstrap.as_ref().expect("bootstrap figures");
     assert_eq!(b.rows, 30_000);
     assert!(b.log_trimmed);

@@ -2,6 +2,8 @@
 //! binaries: checks that they run and report sane figures (the real measurements are
 //! `ddb-bench --only reads,bulk,scan,tail` on release builds).
 
+mod support;
+
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,14 +19,7 @@ async fn the_reads_bulk_scan_and_tail_scenarios_run_small() {
         only: vec!["reads".into(), "bulk".into(), "scan".into(), "tail".into()],
         ..Default::default()
     };
-    let mut progress = Vec::new();
-    let report = tokio::time::timeout(
-        Duration::from_secs(300),
-        ddb_bench::run(&cfg, &mut progress),
-    )
-    .await
-    .expect("the scenarios finish within 5 minutes")
-    .expect("the scenarios run");
+    let report = support::run(&cfg).await;
 
     assert!(report.limits.nats_req_64_per_s > 0.0, "{:?}", report.limits);
     let vias: Vec<(&str, usize)> = report

@@ -1,6 +1,8 @@
 //! The `index` scenario at a small size, against the debug binaries: checks that it runs and
 //! reports sane figures (the real measurement is `ddb-bench --only index` on release builds).
 
+mod support;
+
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,14 +19,7 @@ async fn the_index_scenario_runs_on_a_small_table() {
         only: vec!["index".into()],
         ..Default::default()
     };
-    let mut progress = Vec::new();
-    let report = tokio::time::timeout(
-        Duration::from_secs(300),
-        ddb_bench::run(&cfg, &mut progress),
-    )
-    .await
-    .expect("the index scenario finishes within 5 minutes")
-    .expect("the index scenario runs");
+    let report = support::run(&cfg).await;
     let ix = report.index.as_ref().expect("index figures");
     assert_eq!(ix.rows, 25_000);
     assert_eq!(ix.scan_rows, 25_000);

@@ -2,6 +2,8 @@
 //! runs and reports sane figures (the real measurement is `ddb-bench --only tx` on release
 //! builds).
 
+mod support;
+
 use ddb_bench::tx::{Kind, CLIENTS, OPS_PER_TX};
 use std::time::Duration;
 
@@ -19,14 +21,7 @@ async fn the_tx_scenario_runs_briefly() {
         only: vec!["tx".into()],
         ..Default::default()
     };
-    let mut progress = Vec::new();
-    let report = tokio::time::timeout(
-        Duration::from_secs(300),
-        ddb_bench::run(&cfg, &mut progress),
-    )
-    .await
-    .expect("the tx scenario finishes within 5 minutes")
-    .expect("the tx scenario runs");
+    let report = support::run(&cfg).await;
     let tx = report.tx.as_ref().expect("tx figures");
     assert_eq!(tx.ops_per_tx, OPS_PER_TX);
     assert_eq!(

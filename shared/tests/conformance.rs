@@ -35,6 +35,16 @@ struct Harness {
 }
 
 impl Harness {
+    /// A harness on the SQLite store at `url`, as node `test`, its log seqs starting after 10.
+    async fn sqlite(url: &str) -> Harness {
+        let store = store::open(url, "test", &Default::default()).await.unwrap();
+        Harness {
+            store,
+            seq: AtomicU64::new(10),
+            prefix: String::new(),
+        }
+    }
+
     fn db(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
@@ -799,14 +809,8 @@ async fn sqlite_survives_a_reopen_and_cleans_up_crash_leftovers() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().display());
     {
-        let store = store::open(&url, "test", &Default::default())
-            .await
-            .unwrap();
-        let h = Harness {
-            store: store.clone(),
-            seq: AtomicU64::new(10),
-            prefix: String::new(),
-        };
+        let h = Harness::sqlite(&url).await;
+        let store = h.store.clone();
         h.ok(json!({"op":"CREATE_DB","db":"keep"})).await;
         h.ok(json!({"op":"CREATE_TABLE","db":"keep","table":"t","data":{"id":"int"}}))
             .await;

@@ -544,14 +544,8 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 async fn sqlite_restore_cut_short_leaves_the_old_database_or_none() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().display());
-    let store = store::open(&url, "test", &Default::default())
-        .await
-        .unwrap();
-    let h = Harness {
-        store: store.clone(),
-        seq: AtomicU64::new(10),
-        prefix: String::new(),
-    };
+    let h = Harness::sqlite(&url).await;
+    let store = h.store.clone();
     seed(&h, "old").await;
     let old = db_name(&h, "old");
     let fresh = db_name(&h, "fresh");
@@ -817,14 +811,8 @@ async fn sqlite_restore_killed_with_sigkill_leaves_the_old_database_or_none() {
     let files = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().display());
     let (old, fresh, before, seq) = {
-        let store = store::open(&url, "test", &Default::default())
-            .await
-            .unwrap();
-        let h = Harness {
-            store: store.clone(),
-            seq: AtomicU64::new(10),
-            prefix: String::new(),
-        };
+        let h = Harness::sqlite(&url).await;
+        let store = h.store.clone();
         seed(&h, "old").await;
         let old = db_name(&h, "old");
         let before = sums(&store, &old).await;
@@ -904,14 +892,8 @@ async fn sqlite_restore_killed_with_sigkill_leaves_the_old_database_or_none() {
 async fn sqlite_restored_database_survives_a_restart_after_its_drop() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().display());
-    let store = store::open(&url, "test", &Default::default())
-        .await
-        .unwrap();
-    let h = Harness {
-        store: store.clone(),
-        seq: AtomicU64::new(10),
-        prefix: String::new(),
-    };
+    let h = Harness::sqlite(&url).await;
+    let store = h.store.clone();
     seed(&h, "back").await;
     let db = db_name(&h, "back");
     let before = sums(&store, &db).await;
