@@ -3,7 +3,6 @@
 use crate::app::Config;
 use crate::connection::Settings;
 use crate::script;
-use ddb::connect::NatsOptions;
 use ddb_node_cli::NatsArgs;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,11 +60,8 @@ fn parse_size(raw: &str) -> Result<(f32, f32), String> {
 impl Args {
     pub fn settings(&self) -> Settings {
         let l = &self.link;
-        let mut s = Settings::new(NatsOptions::parse_urls(&l.nats), &l.prefix);
-        s.user = l.nats_user.clone();
-        s.password = l.nats_password.clone();
-        s.creds = l.nats_creds.clone();
-        s.tls_ca = l.nats_tls_ca.clone();
+        let mut s = Settings::new(Vec::new(), &l.prefix);
+        s.nats = l.options(Some("ddb-gui"));
         s.timeout = Duration::from_millis(self.timeout_ms.max(1));
         s
     }
@@ -119,9 +115,11 @@ mod tests {
         ])
         .unwrap();
         let s = a.settings();
-        assert_eq!(s.urls, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(s.nats.urls, ["nats://a:4222", "nats://b:4222"]);
         assert_eq!(s.prefix, "x");
-        assert_eq!(s.user.as_deref(), Some("u"));
+        assert_eq!(s.nats.user.as_deref(), Some("u"));
+        assert_eq!(s.nats.password.as_deref(), Some("p"));
+        assert_eq!(s.nats.name.as_deref(), Some("ddb-gui"));
         assert_eq!(s.timeout, Duration::from_millis(500));
         let c = a.config().unwrap();
         assert_eq!(c.nodes, ["master", "slave1", "slave2"]);

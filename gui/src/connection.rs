@@ -13,18 +13,14 @@ use futures::channel::mpsc;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use futures::{FutureExt, SinkExt};
 use serde_json::Value as Json;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How to reach the cluster; also the identity of the subscription (a change reconnects).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Settings {
-    pub urls: Vec<String>,
+    /// Servers, credentials and TLS, as every ddb component takes them.
+    pub nats: NatsOptions,
     pub prefix: String,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub creds: Option<PathBuf>,
-    pub tls_ca: Option<PathBuf>,
     /// How long a request waits for its reply.
     pub timeout: Duration,
 }
@@ -32,30 +28,18 @@ pub struct Settings {
 impl Settings {
     pub fn new(urls: Vec<String>, prefix: &str) -> Self {
         Settings {
-            urls,
+            nats: NatsOptions {
+                name: Some("ddb-gui".to_owned()),
+                ..NatsOptions::new(&urls)
+            },
             prefix: prefix.to_owned(),
-            user: None,
-            password: None,
-            creds: None,
-            tls_ca: None,
             timeout: Duration::from_secs(10),
-        }
-    }
-
-    pub fn nats_options(&self) -> NatsOptions {
-        NatsOptions {
-            urls: self.urls.clone(),
-            user: self.user.clone(),
-            password: self.password.clone(),
-            creds_file: self.creds.clone(),
-            tls_ca: self.tls_ca.clone(),
-            name: Some("ddb-gui".to_owned()),
         }
     }
 
     /// The servers, as shown in the header.
     pub fn servers(&self) -> String {
-        self.urls.join(", ")
+        self.nats.urls.join(", ")
     }
 }
 
@@ -154,7 +138,7 @@ const LINK_POLL: Duration = Duration::from_millis(250);
 
 async fn run(settings: Settings, mut output: mpsc::Sender<Event>) {
     let client = loop {
-        match DdbClient::connect(&settings.nats_options(), &settings.prefix).await {
+        match DdbClient::connect(&settings.nats, &settings.prefix).await {
             Ok(c) => break c.with_timeout(settings.timeout),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot set up the NATS connection");

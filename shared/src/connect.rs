@@ -12,7 +12,7 @@ pub const NATS_EVENTS: &str = "ddb_nats_events_total";
 pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
 
 /// Where and how to connect: several URLs (a cluster), optional credentials and TLS.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct NatsOptions {
     pub urls: Vec<String>,
     pub user: Option<String>,
