@@ -61,6 +61,28 @@ impl Cluster {
         self.nodes.get(name).and_then(ChildGuard::pid)
     }
 
+    /// CPU time (user + system) used so far by every process of the run: nats-server, the
+    /// nodes and this benchmark (the clients). `None` when one cannot be read.
+    pub fn machine_cpu_time(&self) -> Option<Duration> {
+        let mut pids = vec![self.nats.pid()?, std::process::id()];
+        for node in self.nodes.values() {
+            pids.push(node.pid()?);
+        }
+        pids.into_iter().map(|p| cpu_time(Some(p))).sum()
+    }
+}
+
+/// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, 100 on every platform Rust targets.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+impl Cluster {
     pub fn kill(&mut self, name: &str) {
         if let Some(mut n) = self.nodes.remove(name) {
             n.kill();

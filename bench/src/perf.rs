@@ -1,7 +1,7 @@
 //! The `bulk`, `scan` and `tail` scenarios: loading many rows in big INSERTs, paging them back
 //! out of a slave, and the latency tail of one client writing for a long time.
 
-use crate::cluster::Cluster;
+use crate::cluster::{cpu_time, Cluster};
 use crate::stats::{per_second, Samples, Summary};
 use ddb::client::Target;
 use futures::StreamExt;
@@ -31,16 +31,6 @@ pub struct Bulk {
     /// shared machine, since it does not count time spent waiting for the CPU.
     pub master_cpu_us_per_row: Option<f64>,
     pub slave_cpu_us_per_row: Option<f64>,
-}
-
-/// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
-fn cpu_time(pid: Option<u32>) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // Linux reports these in USER_HZ, 100 on every platform Rust targets.
-    Some(Duration::from_millis(ticks * 10))
 }
 
 fn cpu_times(c: &Cluster) -> [Option<Duration>; 3] {

@@ -20,6 +20,9 @@ pub struct Throughput {
     pub latency: Summary,
     /// Average ops per log entry (group commit).
     pub ops_per_entry: f64,
+    /// CPU time of every process (nats-server, the three nodes, the clients) per
+    /// acknowledged write, from the start until both slaves had applied the last one.
+    pub machine_cpu_us_per_write: Option<f64>,
 }
 
 async fn table(c: &Cluster, db: &str) -> anyhow::Result<()> {
@@ -46,6 +49,7 @@ pub async fn throughput(
     let db = format!("tp{clients}");
     table(c, &db).await?;
     let next = Arc::new(AtomicI64::new(0));
+    let cpu_before = c.machine_cpu_time();
     let started = Instant::now();
     let end = started + window;
     let results = futures::future::join_all((0..clients).map(|_| {
@@ -84,7 +88,14 @@ pub async fn throughput(
     let acked = lat.len() as u64;
     let (a, b) = tokio::join!(c.wait_applied("slave1", seq), c.wait_applied("slave2", seq));
     let replicated_at = a?.max(b?);
+    let cpu = c
+        .machine_cpu_time()
+        .zip(cpu_before)
+        .and_then(|(after, before)| after.checked_sub(before));
     Ok(Throughput {
+        machine_cpu_us_per_write: cpu
+            .filter(|_| acked > 0)
+            .map(|d| d.as_secs_f64() * 1e6 / acked as f64),
         clients,
         acked,
         acked_per_s: per_second(acked, took),
@@ -213,6 +224,8 @@ pub struct Reads {
     pub clients: usize,
     pub per_s: f64,
     pub latency: Summary,
+    /// Requests that timed out or were refused (not counted in `per_s`).
+    pub failed: u64,
 }
 
 /// Point queries by primary key on the `catchup` table (`rows` rows), sent to `target`.
@@ -235,6 +248,7 @@ pub async fn reads(
         let client = c.client.clone();
         async move {
             let mut lat = Samples::default();
+            let mut failed = 0u64;
             let mut id = i as i64;
             while Instant::now() < end {
                 // Built with `format!`, as the writes are: the client shares the two cores.
@@ -243,27 +257,29 @@ pub async fn reads(
                     id % rows
                 );
                 let t = Instant::now();
-                if let Ok(r) = client.request_raw(target, op.into_bytes()).await {
-                    if r.ok {
-                        lat.push(t.elapsed());
-                    }
+                match client.request_raw(target, op.into_bytes()).await {
+                    Ok(r) if r.ok => lat.push(t.elapsed()),
+                    _ => failed += 1,
                 }
                 id += 7919;
             }
-            lat
+            (lat, failed)
         }
     }))
     .await;
     let took = started.elapsed();
     let mut lat = Samples::default();
-    for l in results {
+    let mut failed = 0;
+    for (l, f) in results {
         lat.extend(l);
+        failed += f;
     }
     Ok(Reads {
         via,
         clients,
         per_s: per_second(lat.len() as u64, took),
         latency: lat.summary(),
+        failed,
     })
 }
 

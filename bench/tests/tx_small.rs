@@ -30,6 +30,13 @@ async fn the_tx_scenario_runs_briefly() {
         "single-row INSERTs measured beside, same client counts"
     );
     assert!(tx.single.iter().all(|s| s.acked > 0), "{tx:?}");
+    for s in &tx.single {
+        let us = s
+            .machine_cpu_us_per_write
+            .expect("CPU per write read from /proc");
+        // Debug builds cost far more than release ones; this only checks it is a measurement.
+        assert!(us > 0.0 && us < 1e6, "{s:?}");
+    }
     assert_eq!(tx.runs.len(), CLIENTS.len() * 2, "{tx:?}");
     for run in &tx.runs {
         assert!(run.tx > 0, "{run:?}");

@@ -79,7 +79,13 @@ impl Scalar {
     }
 
     /// Matches the value to a column type; ints widen to float, nothing else converts.
-    pub fn coerce(&self, ty: ColumnType, context: &str) -> Result<Value, DdbError> {
+    /// `context` names the value in the error (written only then: this runs per row and
+    /// column of every INSERT).
+    pub fn coerce(
+        &self,
+        ty: ColumnType,
+        context: &dyn std::fmt::Display,
+    ) -> Result<Value, DdbError> {
         Ok(match (self, ty) {
             (Scalar::Null, _) => Value::Null,
             (Scalar::Int(i), ColumnType::Int) => Value::Int(*i),

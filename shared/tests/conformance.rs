@@ -804,6 +804,74 @@ async fn mssql_cancels_a_read_at_the_query_timeout() {
     mssql_cleanup::run_then_drop(&url, &node, paging::query_timeout(&url, &node)).await;
 }
 
+/// A lookup by the whole primary key is answered on the caller's thread (no hand-over to a
+/// store thread), with the same page `search` gives; anything that may read more rows is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_answers_a_lookup_by_the_whole_key_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::sqlite(&format!("sqlite://{}", dir.path().display())).await;
+    h.ok(json!({"op":"CREATE_DB","db":"pk"})).await;
+    h.ok(json!({"op":"CREATE_TABLE","db":"pk","table":"t",
+        "data":{"a":"int","b":"string","v":"string"},"primary_key":["a","b"]}))
+        .await;
+    h.ok(json!({"op":"INSERT","db":"pk","table":"t",
+        "data":[{"a":1,"b":"x","v":"one"},{"a":1,"b":"y","v":"two"},{"a":2,"b":"x","v":"three"}]}))
+        .await;
+    let parse = |condition: Json| {
+        let req = json!({"op":"SEARCH","db":"pk","table":"t","condition":condition});
+        match parse_request(req.to_string().as_bytes(), &Limits::default())
+            .unwrap()
+            .op
+        {
+            Op::Read(ReadOp::Search(s)) => s,
+            other => panic!("not a search: {other:?}"),
+        }
+    };
+    for (condition, expect) in [
+        (json!({"a":1,"b":"y"}), json!([{"a":1,"b":"y","v":"two"}])),
+        (
+            json!({"b":"x","a":2,"v":"three"}),
+            json!([{"a":2,"b":"x","v":"three"}]),
+        ),
+        (json!({"a":2,"b":"y"}), json!([])),
+    ] {
+        let search = parse(condition.clone());
+        let page = h
+            .store
+            .search_at_once(&search, 0)
+            .unwrap_or_else(|| panic!("{condition} pins the key: answered at once"))
+            .unwrap();
+        let rows = Json::Array(page.rows.into_iter().map(Json::Object).collect());
+        assert_eq!(rows, expect, "{condition}");
+        let searched = bounded(h.store.search(&search, 0)).await.unwrap();
+        assert_eq!(
+            Json::Array(searched.rows.into_iter().map(Json::Object).collect()),
+            expect
+        );
+    }
+    for condition in [
+        json!({"a":1}),
+        json!({"a":1,"b":{"$gt":"a"}}),
+        json!({"a":{"$in":[1,2]},"b":"x"}),
+        json!({}),
+    ] {
+        assert!(
+            h.store
+                .search_at_once(&parse(condition.clone()), 0)
+                .is_none(),
+            "{condition} may read many rows: it goes to a store thread"
+        );
+    }
+    // A reply past the budget is refused at once, as `search` refuses it.
+    let err = h
+        .store
+        .search_at_once(&parse(json!({"a":1,"b":"x"})), 10)
+        .expect("answered at once")
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooLarge, "{err}");
+    bounded(h.store.close()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_survives_a_reopen_and_cleans_up_crash_leftovers() {
     let dir = tempfile::tempdir().unwrap();

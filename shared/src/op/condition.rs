@@ -71,6 +71,17 @@ impl Condition {
         Condition::default()
     }
 
+    /// Whether the condition tests every column of `key` for equality, so that (with `key`
+    /// a primary key) at most one row matches.
+    pub fn pins_key(&self, key: &[Name]) -> bool {
+        !key.is_empty()
+            && key.iter().all(|k| {
+                self.predicates
+                    .iter()
+                    .any(|p| &p.column == k && matches!(p.test, Test::Cmp(CmpOp::Eq, _)))
+            })
+    }
+
     pub fn parse(raw: &Json) -> Result<Condition, DdbError> {
         let Json::Object(map) = raw else {
             return Err(DdbError::bad_request(format!(
@@ -210,5 +221,31 @@ fn parse_operator(column: &Name, op: &str, operand: &Json) -> Result<Test, DdbEr
             "condition on {column}: unknown operator {:?}; use $eq $ne $gt $gte $lt $lte $in $like $null",
             crate::name::truncate_for_message(other)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names(list: &[&str]) -> Vec<Name> {
+        list.iter()
+            .map(|n| Name::parse(n, "column").unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn only_equality_on_every_key_column_pins_the_key() {
+        let key = names(&["a", "b"]);
+        let pins = |raw: serde_json::Value| Condition::parse(&raw).unwrap().pins_key(&key);
+        assert!(pins(json!({"a": 1, "b": "x"})));
+        assert!(pins(json!({"b": "x", "a": {"$eq": 1}, "c": {"$gt": 3}})));
+        assert!(!pins(json!({"a": 1})));
+        assert!(!pins(json!({"a": 1, "b": {"$ne": "x"}})));
+        assert!(!pins(json!({"a": 1, "b": {"$in": ["x"]}})));
+        assert!(!pins(json!({"a": 1, "b": null})));
+        assert!(!pins(json!({})));
+        assert!(!Condition::parse(&json!({"a": 1})).unwrap().pins_key(&[]));
     }
 }

@@ -125,7 +125,7 @@ impl Cursor {
             .zip(order)
             .map(|(v, k)| {
                 Scalar::from_json(v, "cursor")
-                    .and_then(|s| s.coerce(k.ty, "cursor"))
+                    .and_then(|s| s.coerce(k.ty, &"cursor"))
                     .map_err(|_| malformed())
             })
             .collect::<Result<Vec<_>, _>>()?;

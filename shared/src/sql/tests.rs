@@ -35,7 +35,7 @@ fn keyless() -> TableSchema {
 
 fn insert(d: Dialect, s: &TableSchema, json: &[u8]) -> Result<Vec<Statement>, DdbError> {
     match op(json) {
-        Op::Write(WriteOp::Insert(i)) => i.rows.iter().map(|r| d.insert(s, r)).collect(),
+        Op::Write(WriteOp::Insert(i)) => d.insert_rows(s, &i.rows),
         other => panic!("not an INSERT: {other:?}"),
     }
 }
@@ -317,7 +317,7 @@ fn insert_writes_null_as_a_literal_and_skips_its_placeholder() {
 }
 
 #[test]
-fn insert_of_several_rows_is_one_statement_per_row() {
+fn rows_setting_other_columns_go_in_statements_of_their_own() {
     let json = br#"{"op":"INSERT","db":"d","table":"people","data":[{"id":1,"name":"a"},{"id":2,"name":"b","score":3}]}"#;
     assert_eq!(
         insert(Dialect::Sqlite, &people(), json).unwrap(),
@@ -345,6 +345,87 @@ fn insert_of_several_rows_is_one_statement_per_row() {
             ),
         ]
     );
+}
+
+#[test]
+fn rows_of_one_shape_share_a_multi_row_statement() {
+    let json = br#"{"op":"INSERT","db":"d","table":"log","data":[{"at":1,"msg":"a"},{"at":2,"msg":"b"},{"at":3,"msg":null},{"at":4,"msg":"d"},{"msg":"e","at":5}]}"#;
+    assert_eq!(
+        insert(Dialect::Sqlite, &keyless(), json).unwrap(),
+        [
+            st(
+                "INSERT INTO \"log\" (\"at\", \"msg\") VALUES (?1, ?2), (?3, ?4)",
+                vec![Value::Int(1), s("a"), Value::Int(2), s("b")]
+            ),
+            st(
+                "INSERT INTO \"log\" (\"at\", \"msg\") VALUES (?1, NULL)",
+                vec![Value::Int(3)]
+            ),
+            st(
+                "INSERT INTO \"log\" (\"at\", \"msg\") VALUES (?1, ?2)",
+                vec![Value::Int(4), s("d")]
+            ),
+            st(
+                "INSERT INTO \"log\" (\"msg\", \"at\") VALUES (?1, ?2)",
+                vec![s("e"), Value::Int(5)]
+            ),
+        ]
+    );
+    assert_eq!(
+        insert(Dialect::Mssql, &keyless(), json).unwrap()[0],
+        st(
+            "INSERT INTO [log] ([at], [msg]) VALUES (@P1, @P2), (@P3, @P4)",
+            vec![Value::Int(1), s("a"), Value::Int(2), s("b")]
+        )
+    );
+}
+
+#[test]
+fn a_big_insert_is_cut_into_statements_the_engines_accept() {
+    let rows: Vec<String> = (0..250)
+        .map(|i| format!(r#"{{"id":{i},"name":"n{i}"}}"#))
+        .collect();
+    let json = format!(
+        r#"{{"op":"INSERT","db":"d","table":"people","data":[{}]}}"#,
+        rows.join(",")
+    );
+    for d in BOTH {
+        let stmts = insert(d, &people(), json.as_bytes()).unwrap();
+        let sizes: Vec<usize> = stmts.iter().map(|st| st.params.len() / 2).collect();
+        assert_eq!(sizes, [100, 100, 50], "{d:?}");
+        // Every row's values, in order, once.
+        let ids: Vec<Value> = stmts
+            .iter()
+            .flat_map(|st| st.params.iter().step_by(2).cloned())
+            .collect();
+        assert_eq!(ids, (0..250).map(Value::Int).collect::<Vec<_>>());
+    }
+    // Wide rows bind many parameters each: fewer of them fit one statement.
+    const COLUMNS: usize = crate::op::MAX_COLUMNS;
+    let columns: Vec<String> = (0..COLUMNS).map(|i| format!(r#""c{i}":"int""#)).collect();
+    let wide = schema(
+        format!(
+            r#"{{"op":"CREATE_TABLE","db":"d","table":"wide","data":{{{}}}}}"#,
+            columns.join(",")
+        )
+        .as_bytes(),
+    );
+    let row: Vec<String> = (0..COLUMNS).map(|i| format!(r#""c{i}":{i}"#)).collect();
+    let rows = vec![format!("{{{}}}", row.join(",")); 5];
+    let json = format!(
+        r#"{{"op":"INSERT","db":"d","table":"wide","data":[{}]}}"#,
+        rows.join(",")
+    );
+    let per_statement = 999 / COLUMNS;
+    for d in BOTH {
+        let stmts = insert(d, &wide, json.as_bytes()).unwrap();
+        assert!(stmts.iter().all(|st| st.params.len() <= 999), "{d:?}");
+        assert_eq!(stmts[0].params.len(), per_statement * COLUMNS, "{d:?}");
+        assert_eq!(
+            stmts.iter().map(|st| st.params.len()).sum::<usize>(),
+            5 * COLUMNS
+        );
+    }
 }
 
 #[test]

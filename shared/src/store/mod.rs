@@ -88,6 +88,15 @@ pub trait Store: Send + Sync + 'static {
     /// (`too_large`; 0 means no budget).
     async fn search(&self, search: &Search, budget: usize) -> Result<Page, DdbError>;
 
+    /// The same page as [`Store::search`], answered on the caller's thread when that is sure
+    /// to take only microseconds (a lookup by the whole primary key on an embedded engine);
+    /// `None` when it is not, and the caller uses `search`. Handing such a read to another
+    /// thread and back costs more than the read, and splits the replies a node would
+    /// otherwise send to NATS together into one write each.
+    fn search_at_once(&self, _search: &Search, _budget: usize) -> Option<Result<Page, DdbError>> {
+        None
+    }
+
     /// Per-table checksums of `db` (one table, or all in name order).
     async fn checksum(
         &self,

@@ -15,6 +15,8 @@
 //!   made 64 concurrent point reads a ping-pong between the two and cost ~3/4 of their rate.
 //!
 //! A write transaction costs two crossings: its first `execute` also begins it, and `commit`.
+//! A lookup by the whole primary key on SQLite costs none: it takes microseconds, less than
+//! the hand-over, and is answered on the caller's thread (`Store::search_at_once`).
 
 use super::{Applied, Page, Store, WriteTxn};
 use crate::error::DdbError;
@@ -258,10 +260,17 @@ impl Store for Offloaded {
     }
 
     async fn search(&self, search: &Search, budget: usize) -> Result<Page, DdbError> {
+        if let Some(page) = self.search_at_once(search, budget) {
+            return page;
+        }
         let (store, search) = (self.inner.clone(), search.clone());
         self.threads
             .run_read(async move { store.search(&search, budget).await })
             .await
+    }
+
+    fn search_at_once(&self, search: &Search, budget: usize) -> Option<Result<Page, DdbError>> {
+        self.inner.search_at_once(search, budget)
     }
 
     async fn checksum(

@@ -199,6 +199,10 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
+    fn reads_block(&self) -> bool {
+        true
+    }
+
     async fn writer(&self, db: &Name) -> Result<Option<SqliteConn>, DdbError> {
         self.cached(&self.writers, db).await
     }

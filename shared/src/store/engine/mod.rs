@@ -71,6 +71,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     fn dialect(&self) -> Dialect;
     fn kind(&self) -> &'static str;
+    /// Whether a read on a free connection runs without waiting on I/O the runtime drives
+    /// (SQLite's calls block; SQL Server's go over the network), so a point read can be
+    /// answered at once (see `Store::search_at_once`).
+    fn reads_block(&self) -> bool {
+        false
+    }
     /// The exclusive write connection of an existing physical database.
     async fn writer(&self, db: &Name) -> Result<Option<Self::Conn>, DdbError>;
     /// A read connection of an existing physical database.
@@ -326,6 +332,18 @@ impl<B: Backend> Store for SqlStore<B> {
         conn.set_deadline(None);
         r?;
         Ok(page.finish())
+    }
+
+    fn search_at_once(&self, search: &Search, budget: usize) -> Option<Result<Page, DdbError>> {
+        if !self.backend.reads_block() || search.after.is_some() || !self.is_verified(&search.db) {
+            return None;
+        }
+        let schema = self.cached_schema(&search.db, &search.table)?;
+        if !search.condition.pins_key(&schema.primary_key) {
+            return None;
+        }
+        // Pending only when every read connection is busy: then the caller offloads it.
+        futures::FutureExt::now_or_never(self.search(search, budget))
     }
 
     async fn checksum(

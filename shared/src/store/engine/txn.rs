@@ -144,11 +144,7 @@ impl<B: Backend> Txn<B> {
             }
             WriteOp::Insert(ins) => {
                 let schema = self.schema(&ins.table).await?;
-                let statements = ins
-                    .rows
-                    .iter()
-                    .map(|row| d.insert(&schema, row))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let statements = d.insert_rows(&schema, &ins.rows)?;
                 let conn = self.conn_mut()?;
                 let mut affected = 0;
                 for st in &statements {
