@@ -97,6 +97,13 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Whether a call on a free connection finishes without waiting on I/O that a runtime
+    /// drives (an embedded engine: its calls block, then return). Small calls of such a store
+    /// may run on the caller's thread.
+    fn calls_block(&self) -> bool {
+        false
+    }
+
     /// Per-table checksums of `db` (one table, or all in name order).
     async fn checksum(
         &self,

@@ -15,8 +15,11 @@
 //!   made 64 concurrent point reads a ping-pong between the two and cost ~3/4 of their rate.
 //!
 //! A write transaction costs two crossings: its first `execute` also begins it, and `commit`.
-//! A lookup by the whole primary key on SQLite costs none: it takes microseconds, less than
-//! the hand-over, and is answered on the caller's thread (`Store::search_at_once`).
+//! On SQLite, whose calls block and return, two kinds of call cost none, because they take
+//! less time than the hand-over and are sure to stay small: a lookup by the whole primary key
+//! (`Store::search_at_once`), and a write transaction whose batches are INSERTs of at most
+//! [`AT_ONCE_ROWS`] rows (the single-row writes and their group commits), which begins,
+//! executes and commits on the caller's thread. Anything else crosses.
 
 use super::{Applied, Page, Store, WriteTxn};
 use crate::error::DdbError;
@@ -256,6 +259,7 @@ impl Store for Offloaded {
             db: db.clone(),
             state: TxnState::NotBegun(db.clone(), op_timeout),
             op_ids: Vec::new(),
+            at_once: self.inner.calls_block(),
         }))
     }
 
@@ -271,6 +275,10 @@ impl Store for Offloaded {
 
     fn search_at_once(&self, search: &Search, budget: usize) -> Option<Result<Page, DdbError>> {
         self.inner.search_at_once(search, budget)
+    }
+
+    fn calls_block(&self) -> bool {
+        self.inner.calls_block()
     }
 
     async fn checksum(
@@ -380,11 +388,65 @@ struct OffloadedTxn {
     state: TxnState,
     /// Handed to the store's transaction with the commit (no crossing of their own).
     op_ids: Vec<String>,
+    /// Whether this transaction still runs on the caller's thread: the store's calls block
+    /// (SQLite) and everything executed so far was small (see [`small_inserts`]). Cleared by
+    /// the first batch that is not; from then on it crosses like any other.
+    at_once: bool,
+}
+
+/// Most rows a batch of INSERTs may carry and still run on the caller's thread: a few hundred
+/// microseconds of SQLite, less than the four thread wake-ups of executing and committing on
+/// a store thread, which were most of a single write's latency.
+const AT_ONCE_ROWS: usize = 256;
+
+fn small_inserts(ops: &[Arc<WriteOp>]) -> bool {
+    let mut rows = 0;
+    ops.iter().all(|op| match op.as_ref() {
+        WriteOp::Insert(i) => {
+            rows += i.rows.len();
+            rows <= AT_ONCE_ROWS
+        }
+        _ => false,
+    })
+}
+
+impl OffloadedTxn {
+    /// Runs `ops` here and now; `None` when that cannot be done without waiting (the
+    /// database's connection is busy), and nothing has run.
+    fn execute_at_once(&mut self, ops: &[Arc<WriteOp>]) -> Option<Vec<Result<Applied, DdbError>>> {
+        use futures::FutureExt;
+        if let TxnState::NotBegun(db, timeout) = &self.state {
+            // Pending only while waiting for the connection: nothing has begun.
+            match self.store.begin(db, *timeout).now_or_never()? {
+                Ok(t) => self.state = TxnState::Open(t),
+                Err(e) => return Some(ops.iter().map(|_| Err(e.clone())).collect()),
+            }
+        }
+        let TxnState::Open(txn) = &mut self.state else {
+            return None;
+        };
+        match txn.execute(ops.to_vec()).now_or_never() {
+            Some(results) => Some(results),
+            // Statements of a blocking store do not wait; if one ever did, what ran of the
+            // batch is unknown, so the transaction is given up rather than run twice.
+            None => {
+                self.state = TxnState::Gone;
+                let e = DdbError::internal("a store call meant to run at once had to wait");
+                Some(ops.iter().map(|_| Err(e.clone())).collect())
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl WriteTxn for OffloadedTxn {
     async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<Applied, DdbError>> {
+        if self.at_once && small_inserts(&ops) {
+            if let Some(results) = self.execute_at_once(&ops) {
+                return results;
+            }
+        }
+        self.at_once = false;
         let state = std::mem::replace(&mut self.state, TxnState::Gone);
         let store = self.store.clone();
         let n = ops.len();
@@ -423,7 +485,18 @@ impl WriteTxn for OffloadedTxn {
     }
 
     async fn commit(self: Box<Self>, seq: u64) -> Result<(), DdbError> {
-        let this = *self;
+        let mut this = *self;
+        if this.at_once && matches!(this.state, TxnState::Open(_)) {
+            if let TxnState::Open(mut t) = std::mem::replace(&mut this.state, TxnState::Gone) {
+                t.remember_op_ids(std::mem::take(&mut this.op_ids));
+                // The connection is held by the transaction, so its commit does not wait.
+                return futures::FutureExt::now_or_never(t.commit(seq)).unwrap_or_else(|| {
+                    Err(DdbError::internal(
+                        "a store commit meant to run at once had to wait",
+                    ))
+                });
+            }
+        }
         let store = this.store.clone();
         let state = this.state;
         let op_ids = this.op_ids;
@@ -456,5 +529,43 @@ impl WriteTxn for OffloadedTxn {
             }
             TxnState::NotBegun(..) | TxnState::Gone => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{parse_request, Limits, Op};
+
+    fn write(json: &str) -> Arc<WriteOp> {
+        match parse_request(json.as_bytes(), &Limits::default())
+            .unwrap()
+            .op
+        {
+            Op::Write(op) => Arc::new(op),
+            other => panic!("not a write: {other:?}"),
+        }
+    }
+
+    fn insert(rows: usize) -> Arc<WriteOp> {
+        let rows: Vec<String> = (0..rows).map(|i| format!(r#"{{"id":{i}}}"#)).collect();
+        write(&format!(
+            r#"{{"op":"INSERT","db":"d","table":"t","data":[{}]}}"#,
+            rows.join(",")
+        ))
+    }
+
+    #[test]
+    fn only_batches_of_few_inserted_rows_run_at_once() {
+        assert!(small_inserts(&[insert(1)]));
+        assert!(small_inserts(&vec![insert(1); AT_ONCE_ROWS]));
+        assert!(small_inserts(&[insert(AT_ONCE_ROWS - 10), insert(10)]));
+        assert!(!small_inserts(&[insert(AT_ONCE_ROWS - 10), insert(11)]));
+        assert!(!small_inserts(&[insert(AT_ONCE_ROWS + 1)]));
+        // An UPDATE or DELETE may touch any number of rows; DDL may rebuild a table.
+        let update =
+            write(r#"{"op":"UPDATE","db":"d","table":"t","data":{"v":1},"condition":{"id":1}}"#);
+        assert!(!small_inserts(&[insert(1), update]));
+        assert!(!small_inserts(&[write(r#"{"op":"CREATE_DB","db":"d"}"#)]));
     }
 }

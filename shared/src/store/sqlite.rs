@@ -199,7 +199,7 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
-    fn reads_block(&self) -> bool {
+    fn calls_block(&self) -> bool {
         true
     }
 

@@ -71,10 +71,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     fn dialect(&self) -> Dialect;
     fn kind(&self) -> &'static str;
-    /// Whether a read on a free connection runs without waiting on I/O the runtime drives
-    /// (SQLite's calls block; SQL Server's go over the network), so a point read can be
-    /// answered at once (see `Store::search_at_once`).
-    fn reads_block(&self) -> bool {
+    /// Whether a call on a free connection runs without waiting on I/O the runtime drives
+    /// (SQLite's calls block; SQL Server's go over the network); see `Store::calls_block`.
+    fn calls_block(&self) -> bool {
         false
     }
     /// The exclusive write connection of an existing physical database.
@@ -334,8 +333,12 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(page.finish())
     }
 
+    fn calls_block(&self) -> bool {
+        self.backend.calls_block()
+    }
+
     fn search_at_once(&self, search: &Search, budget: usize) -> Option<Result<Page, DdbError>> {
-        if !self.backend.reads_block() || search.after.is_some() || !self.is_verified(&search.db) {
+        if !self.calls_block() || search.after.is_some() || !self.is_verified(&search.db) {
             return None;
         }
         let schema = self.cached_schema(&search.db, &search.table)?;
