@@ -24,6 +24,12 @@ pub struct Reply {
     pub affected: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<Vec<Map<String, Json>>>,
+    /// SEARCH rows as the store wrote them, sent as `rows` by [`Reply::to_bytes`] (a reply
+    /// has one or the other, and reads back with `rows`): a page of 10,000 rows is not built
+    /// as JSON objects and then serialised again.
+    /// Boxed: every other reply carries only the pointer.
+    #[serde(skip)]
+    pub encoded_rows: Option<Box<EncodedRows>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<TableChecksum>>,
     /// TRANSACTION: rows affected by each op, in order.
@@ -78,7 +84,15 @@ impl Reply {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising this struct cannot fail: every field is a plain JSON value.
-        serde_json::to_vec(self).unwrap_or_else(|_| b"{\"ok\":false}".to_vec())
+        let mut bytes = serde_json::to_vec(self).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+        if let Some(rows) = &self.encoded_rows {
+            // The object ends with its `}`: the rows go in just before it.
+            bytes.pop();
+            bytes.extend_from_slice(b",\"rows\":");
+            bytes.extend_from_slice(rows.as_bytes());
+            bytes.push(b'}');
+        }
+        bytes
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DdbError> {
@@ -123,5 +137,68 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         }
+    }
+}
+
+/// Rows already written as one JSON array of objects, as a SEARCH reply carries them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedRows {
+    json: Vec<u8>,
+    count: usize,
+}
+
+impl EncodedRows {
+    /// `json` is a JSON array of `count` objects, as the store's page builder writes it.
+    pub(crate) fn new(json: Vec<u8>, count: usize) -> Self {
+        EncodedRows { json, count }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The rows as JSON objects.
+    pub fn decode(&self) -> Vec<Map<String, Json>> {
+        // The page builder writes an array of objects; nothing else can be here.
+        serde_json::from_slice(&self.json).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod encoded_rows_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn encoded_rows_go_out_as_rows_and_read_back_as_rows() {
+        let rows = br#"[{"id":1,"v":"a \"q\""},{"id":2,"v":null}]"#.to_vec();
+        let mut reply = Reply::ok("n1");
+        reply.seq = Some(7);
+        reply.next = Some("cursor".into());
+        reply.encoded_rows = Some(Box::new(EncodedRows::new(rows, 2)));
+        let bytes = reply.to_bytes();
+        let wire: Json = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            wire,
+            json!({"ok":true,"node":"n1","seq":7,"next":"cursor",
+                "rows":[{"id":1,"v":"a \"q\""},{"id":2,"v":null}]})
+        );
+        let back = Reply::from_bytes(&bytes).unwrap();
+        assert_eq!(back.rows, reply.encoded_rows.as_ref().map(|r| r.decode()));
+        assert_eq!(back.rows.as_ref().map(Vec::len), Some(2));
+        assert_eq!(back.encoded_rows, None);
+        // An empty page is an empty array, not a missing one.
+        let mut empty = Reply::ok("n1");
+        empty.encoded_rows = Some(Box::new(EncodedRows::new(b"[]".to_vec(), 0)));
+        let wire: Json = serde_json::from_slice(&empty.to_bytes()).unwrap();
+        assert_eq!(wire, json!({"ok":true,"node":"n1","rows":[]}));
     }
 }

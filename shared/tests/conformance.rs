@@ -89,7 +89,9 @@ impl Harness {
     async fn search(&self, req: Json) -> Result<Vec<Row>, DdbError> {
         let req = self.localise(req);
         match parse_request(req.to_string().as_bytes(), &Limits::default())?.op {
-            Op::Read(ReadOp::Search(s)) => bounded(self.store.search(&s, 0)).await.map(|p| p.rows),
+            Op::Read(ReadOp::Search(s)) => bounded(self.store.search(&s, 0))
+                .await
+                .map(|p| p.rows.decode()),
             other => panic!("not a search: {other:?}"),
         }
     }
@@ -97,9 +99,9 @@ impl Harness {
     async fn search_budget(&self, req: Json, budget: usize) -> Result<Vec<Row>, DdbError> {
         let req = self.localise(req);
         match parse_request(req.to_string().as_bytes(), &Limits::default())?.op {
-            Op::Read(ReadOp::Search(s)) => {
-                bounded(self.store.search(&s, budget)).await.map(|p| p.rows)
-            }
+            Op::Read(ReadOp::Search(s)) => bounded(self.store.search(&s, budget))
+                .await
+                .map(|p| p.rows.decode()),
             other => panic!("not a search: {other:?}"),
         }
     }
@@ -841,11 +843,18 @@ async fn sqlite_answers_a_lookup_by_the_whole_key_at_once() {
             .search_at_once(&search, 0)
             .unwrap_or_else(|| panic!("{condition} pins the key: answered at once"))
             .unwrap();
-        let rows = Json::Array(page.rows.into_iter().map(Json::Object).collect());
+        let rows = Json::Array(page.rows.decode().into_iter().map(Json::Object).collect());
         assert_eq!(rows, expect, "{condition}");
         let searched = bounded(h.store.search(&search, 0)).await.unwrap();
         assert_eq!(
-            Json::Array(searched.rows.into_iter().map(Json::Object).collect()),
+            Json::Array(
+                searched
+                    .rows
+                    .decode()
+                    .into_iter()
+                    .map(Json::Object)
+                    .collect()
+            ),
             expect
         );
     }

@@ -188,7 +188,7 @@ async fn serve_read(node: &NodeRef, read: ReadOp, min_seq: Option<u64>) -> Resul
             // The reply may be no larger than the server carries; the store stops reading
             // as soon as it would be.
             let page = node.store.search(&s, node.max_payload).await?;
-            reply.rows = Some(page.rows);
+            reply.encoded_rows = Some(Box::new(page.rows));
             reply.next = page.next;
         }
         ReadOp::Checksum { db, table } => {

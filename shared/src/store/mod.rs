@@ -15,7 +15,7 @@ pub use checksum::table_checksum;
 use crate::error::DdbError;
 use crate::name::Name;
 use crate::op::{Search, WriteOp};
-use crate::reply::TableChecksum;
+use crate::reply::{EncodedRows, TableChecksum};
 use crate::snapshot::{ProgressRef, SnapshotInfo, SnapshotSink, SnapshotSource};
 use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
@@ -41,9 +41,10 @@ impl Applied {
 }
 
 /// One SEARCH reply's rows and, when more may follow, the cursor of the next page.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    pub rows: Vec<Row>,
+    /// The rows as the reply carries them (`EncodedRows::decode` reads them back).
+    pub rows: EncodedRows,
     pub next: Option<String>,
 }
 

@@ -30,7 +30,7 @@ async fn all_pages(
         let page = bounded(h.store.search(&s, 0)).await.unwrap();
         assert!(page.rows.len() as u64 <= limit);
         pages += 1;
-        rows.extend(page.rows.into_iter().map(Json::Object));
+        rows.extend(page.rows.decode().into_iter().map(Json::Object));
         match page.next {
             Some(n) => after = Some(n),
             None => return (rows, pages),

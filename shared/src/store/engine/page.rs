@@ -1,16 +1,21 @@
 //! The page of a SEARCH reply, built row by row within the reply budget.
 
 use crate::error::DdbError;
+use crate::reply::EncodedRows;
 use crate::sql::{Cursor, SelectPlan};
-use crate::store::{Page, Row};
+use crate::store::Page;
 use crate::value::Value;
 
 /// Builds a SEARCH reply page from the rows a plan reads, within the reply budget.
 pub(super) struct PageBuilder<'a> {
     plan: &'a SelectPlan,
     budget: usize,
-    bytes: usize,
-    rows: Vec<Row>,
+    /// The rows so far, written as the reply will carry them: `[{"a":1,...},{...}` (the
+    /// closing bracket comes at the end).
+    json: Vec<u8>,
+    rows: usize,
+    /// Each reply column's key as JSON, with its colon: `"name":`.
+    keys: Vec<Vec<u8>>,
     /// Rows equal to the cursor still to pass over (keyless tables).
     to_skip: u64,
     /// The order values of the last row taken, and how many rows in a row had them.
@@ -28,11 +33,21 @@ impl<'a> PageBuilder<'a> {
             Some(Cursor { values, skip }) => (Some(values.clone()), *skip, *skip),
             None => (None, 0, 0),
         };
+        let keys = plan
+            .columns
+            .iter()
+            .map(|(name, _)| {
+                let mut key = serde_json::to_vec(name.as_str()).unwrap_or_default();
+                key.push(b':');
+                key
+            })
+            .collect();
         PageBuilder {
             plan,
             budget,
-            bytes: REPLY_OVERHEAD,
-            rows: Vec::new(),
+            json: vec![b'['],
+            rows: 0,
+            keys,
             to_skip,
             last,
             run,
@@ -63,17 +78,23 @@ impl<'a> PageBuilder<'a> {
             }
             self.to_skip = 0;
         }
-        if self.plan.limit.is_some_and(|l| self.rows.len() as u64 >= l) {
+        if self.plan.limit.is_some_and(|l| self.rows as u64 >= l) {
             self.more = true;
             return Ok(false);
         }
-        let mut out = Row::new();
-        let mut size = 2;
-        for ((name, _), v) in self.plan.columns.iter().zip(row) {
-            size += name.as_str().len() + 4 + json_len(v);
-            out.insert(name.to_string(), v.to_json());
+        let start = self.json.len();
+        if self.rows > 0 {
+            self.json.push(b',');
         }
-        self.bytes += size;
+        self.json.push(b'{');
+        for (i, (key, v)) in self.keys.iter().zip(row).enumerate() {
+            if i > 0 {
+                self.json.push(b',');
+            }
+            self.json.extend_from_slice(key);
+            write_json(&mut self.json, v);
+        }
+        self.json.push(b'}');
         // The next cursor carries this row's order values (base64 of JSON: 4/3 of them).
         let cursor = if self.plan.limit.is_some() {
             let keys: usize = self
@@ -86,11 +107,11 @@ impl<'a> PageBuilder<'a> {
         } else {
             0
         };
-        if self.budget > 0 && self.bytes + cursor > self.budget {
+        if self.budget > 0 && REPLY_OVERHEAD + self.json.len() + cursor > self.budget {
+            self.json.truncate(start);
             return Err(DdbError::too_large(format!(
                 "the SEARCH reply would be larger than the server's max_payload of {} bytes after {} rows; ask for fewer rows with limit and page with after (each reply's next), or narrow it with a condition or columns",
-                self.budget,
-                self.rows.len()
+                self.budget, self.rows
             )));
         }
         let key = self.key(row);
@@ -100,11 +121,11 @@ impl<'a> PageBuilder<'a> {
             self.last = Some(key);
             self.run = 1;
         }
-        self.rows.push(out);
+        self.rows += 1;
         Ok(true)
     }
 
-    pub(super) fn finish(self) -> Page {
+    pub(super) fn finish(mut self) -> Page {
         let next = match (self.more, self.last) {
             (true, Some(values)) => Some(
                 Cursor {
@@ -115,9 +136,27 @@ impl<'a> PageBuilder<'a> {
             ),
             _ => None,
         };
+        self.json.push(b']');
         Page {
-            rows: self.rows,
+            rows: EncodedRows::new(self.json, self.rows),
             next,
+        }
+    }
+}
+
+/// Appends `v` as serde_json writes it (floats that JSON cannot hold, as null), so a row
+/// reads back exactly as `Value::to_json` would have made it.
+fn write_json(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        // serde_json's own float and string writing (writing into a Vec cannot fail).
+        Value::Float(f) => {
+            let _ = serde_json::to_writer(&mut *out, f);
+        }
+        Value::Str(s) => {
+            let _ = serde_json::to_writer(&mut *out, s.as_str());
         }
     }
 }
@@ -145,6 +184,42 @@ fn json_len(v: &Value) -> usize {
                     _ => 1,
                 })
                 .sum::<usize>()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_written_as_serde_json_writes_them() {
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Int(0),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::Float(1.0),
+            Value::Float(-0.5),
+            Value::Float(1e300),
+            Value::Float(f64::MIN_POSITIVE),
+            Value::Float(f64::NAN),
+            Value::Float(f64::INFINITY),
+            Value::Str(String::new()),
+            Value::Str("plain".into()),
+            Value::Str("quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7}".into()),
+            Value::Str("ünïcødé — 日本語 🦀 \u{2028}".into()),
+        ];
+        for v in values {
+            let mut out = Vec::new();
+            write_json(&mut out, &v);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                v.to_json().to_string(),
+                "{v:?}"
+            );
         }
     }
 }
