@@ -7,16 +7,16 @@
 //! It runs its own nats-server and nodes under the prefix `boot`, apart from the other
 //! scenarios' cluster.
 
+use crate::cluster::node_command;
 use crate::stats::per_second;
 use ddb::client::{DdbClient, Target};
 use ddb::connect::NatsOptions;
 use ddb::node::snapshots::{request_subject, Bucket, SnapshotReply, SnapshotRequest};
 use ddb::subjects::Subjects;
-use ddb_testsupport::{workspace_bin, ChildGuard, NatsServer};
+use ddb_testsupport::{ChildGuard, NatsServer};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
@@ -57,20 +57,8 @@ struct Nodes {
 
 impl Nodes {
     fn start_node(&mut self, name: &str, master: bool) {
-        let mut cmd = Command::new(workspace_bin(if master {
-            "ddb-master"
-        } else {
-            "ddb-slave"
-        }));
-        cmd.args(["--name", name, "--nats", &self.nats.url()])
-            .args(["--prefix", PREFIX, "--log-max-bytes", &self.log_max_bytes])
-            .arg("--store")
-            .arg(format!("sqlite://{}", self.dir.path().join(name).display()))
-            .env(
-                "RUST_LOG",
-                std::env::var("DDB_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null());
+        let mut cmd = node_command(name, master, &self.nats, self.dir.path());
+        cmd.args(["--prefix", PREFIX, "--log-max-bytes", &self.log_max_bytes]);
         self.children.push(ChildGuard::spawn(name, cmd));
     }
 

@@ -7,6 +7,7 @@ use ddb::reply::Reply;
 use ddb_testsupport::{workspace_bin, ChildGuard, NatsServer};
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,20 +40,7 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, name: &str) {
-        let master = name == "master";
-        let mut cmd = Command::new(workspace_bin(if master {
-            "ddb-master"
-        } else {
-            "ddb-slave"
-        }));
-        cmd.args(["--name", name, "--nats", &self.nats.url()])
-            .arg("--store")
-            .arg(format!("sqlite://{}", self.dir.path().join(name).display()))
-            .env(
-                "RUST_LOG",
-                std::env::var("DDB_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null());
+        let cmd = node_command(name, name == "master", &self.nats, self.dir.path());
         self.nodes
             .insert(name.to_owned(), ChildGuard::spawn(name, cmd));
     }
@@ -70,6 +58,25 @@ impl Cluster {
         }
         pids.into_iter().map(|p| cpu_time(Some(p))).sum()
     }
+}
+
+/// The command that starts node `name` (a master or a slave, release binaries) on `nats`, its
+/// SQLite store in `dir/<name>`; its log level from `DDB_BENCH_NODE_LOG` (default `warn`).
+pub fn node_command(name: &str, master: bool, nats: &NatsServer, dir: &Path) -> Command {
+    let mut cmd = Command::new(workspace_bin(if master {
+        "ddb-master"
+    } else {
+        "ddb-slave"
+    }));
+    cmd.args(["--name", name, "--nats", &nats.url()])
+        .arg("--store")
+        .arg(format!("sqlite://{}", dir.join(name).display()))
+        .env(
+            "RUST_LOG",
+            std::env::var("DDB_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.

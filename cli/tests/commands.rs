@@ -609,21 +609,14 @@ const ROWS: i64 = 2500;
 /// JSON lines must keep on one line. Returns the seq of the last insert.
 async fn fill(c: &Cluster, db: &str) -> u64 {
     ddb_e2e::create_table(c, db).await;
-    let mut seq = 0;
-    for chunk in (0..ROWS).collect::<Vec<_>>().chunks(500) {
-        let rows: Vec<Json> = chunk
-            .iter()
-            .map(|&i| json!({"id": i, "v": value_of(i), "n": i % 7}))
-            .collect();
-        let r = c
-            .ok(
-                &writer(),
-                json!({"op":"INSERT","db":db,"table":"t","data":rows}),
-            )
-            .await;
-        seq = r.seq.expect("seq");
-    }
-    seq
+    ddb_e2e::insert_rows(
+        c,
+        db,
+        0..ROWS,
+        500,
+        |i| json!({"id": i, "v": value_of(i), "n": i % 7}),
+    )
+    .await
 }
 
 fn value_of(i: i64) -> String {

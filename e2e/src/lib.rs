@@ -437,6 +437,30 @@ pub async fn create_table(c: &Cluster, db: &str) -> u64 {
     .unwrap_or(0)
 }
 
+/// Inserts the rows `row(id)` for every id of `ids` into `db.t` through the writer, `per`
+/// rows an INSERT, one INSERT at a time; returns the highest seq acknowledged.
+pub async fn insert_rows(
+    c: &Cluster,
+    db: &str,
+    ids: std::ops::Range<i64>,
+    per: usize,
+    row: impl Fn(i64) -> Json,
+) -> u64 {
+    let ids: Vec<i64> = ids.collect();
+    let mut seq = 0;
+    for chunk in ids.chunks(per.max(1)) {
+        let rows: Vec<Json> = chunk.iter().map(|&id| row(id)).collect();
+        let r = c
+            .ok(
+                &writer(),
+                json!({"op":"INSERT","db":db,"table":"t","data":rows}),
+            )
+            .await;
+        seq = seq.max(r.seq.expect("an acknowledged INSERT has a seq"));
+    }
+    seq
+}
+
 /// Sends `count` single-row INSERTs into `db.t` (ids from `first`), `concurrency` at a time,
 /// to `target`; returns the replies of those acknowledged (ok), keyed by id.
 pub async fn insert_many(

@@ -57,23 +57,14 @@ async fn insert_rows(c: &Cluster, first: i64, inserts: i64, per: i64) -> u64 {
 }
 
 async fn insert_into(c: &Cluster, db: &str, first: i64, inserts: i64, per: i64) -> u64 {
-    let mut seq = 0;
-    for i in 0..inserts {
-        let rows: Vec<Json> = (0..per)
-            .map(|k| {
-                let id = first + i * per + k;
-                json!({"id": id, "v": format!("row {id} of the snapshot test"), "n": id % 13})
-            })
-            .collect();
-        let r = c
-            .ok(
-                &writer(),
-                json!({"op":"INSERT","db":db,"table":"t","data":rows}),
-            )
-            .await;
-        seq = seq.max(r.seq.unwrap_or(0));
-    }
-    seq
+    ddb_e2e::insert_rows(
+        c,
+        db,
+        first..first + inserts * per,
+        per as usize,
+        |id| json!({"id": id, "v": format!("row {id} of the snapshot test"), "n": id % 13}),
+    )
+    .await
 }
 
 /// The seq of the oldest entry of `db` still in the log of `prefix`.
@@ -123,24 +114,36 @@ async fn checksum_on(c: &Cluster, node: &str, seq: u64) -> Option<Json> {
 }
 
 /// Waits up to `secs` for `node`'s CHECKSUM to equal the master's; returns how long it took.
+/// On a timeout the panic shows both CHECKSUMs, the node's last heartbeat and its log.
 async fn wait_same_as_master(c: &Cluster, node: &str, seq: u64, secs: u64) -> Duration {
     let want = checksum_on(c, "master", seq)
         .await
         .expect("master checksum");
     let started = Instant::now();
-    within(
-        secs,
-        &format!("{node} to hold what the master holds"),
-        async {
-            loop {
-                if checksum_on(c, node, seq).await.as_ref() == Some(&want) {
-                    return started.elapsed();
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    let converged = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            if checksum_on(c, node, seq).await.as_ref() == Some(&want) {
+                return started.elapsed();
             }
-        },
-    )
-    .await
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    match converged {
+        Ok(took) => took,
+        Err(_) => {
+            let has = tokio::time::timeout(Duration::from_secs(10), checksum_on(c, node, seq))
+                .await
+                .ok()
+                .flatten();
+            panic!(
+                "timed out after {secs} s: {node} to hold what the master holds (seq {seq})\n\
+                 master: {want}\n{node}: {has:?}\nlast heartbeat: {:?}\n--- {node} log ---\n{}",
+                c.heartbeat(node),
+                c.node_log(node)
+            )
+        }
+    }
 }
 
 fn ddb_cli(c: &Cluster, prefix: &str, args: &[&str]) -> (bool, String, String) {
