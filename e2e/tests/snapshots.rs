@@ -226,7 +226,7 @@ async fn a_node_killed_while_it_restores_starts_again_and_converges() {
     wait_trimmed_past(&c, prefix, table_seq).await;
 
     c.start_node("slave1", false);
-    within(60, "slave1 to report a restore in progress", async {
+    let restoring = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             if c.heartbeat("slave1")
                 .is_some_and(|h| h.snapshots.restoring.is_some())
@@ -237,6 +237,12 @@ async fn a_node_killed_while_it_restores_starts_again_and_converges() {
         }
     })
     .await;
+    assert!(
+        restoring.is_ok(),
+        "timed out after 60 s: slave1 to report a restore in progress\nlast heartbeat: {:?}\n--- slave1 log ---\n{}",
+        c.heartbeat("slave1"),
+        c.node_log("slave1")
+    );
     c.kill("slave1");
     c.start_node("slave1", false);
     wait_same_as_master(&c, "slave1", last, 120).await;
