@@ -58,38 +58,7 @@ impl Cluster {
         }
         pids.into_iter().map(|p| cpu_time(Some(p))).sum()
     }
-}
 
-/// The command that starts node `name` (a master or a slave, release binaries) on `nats`, its
-/// SQLite store in `dir/<name>`; its log level from `DDB_BENCH_NODE_LOG` (default `warn`).
-pub fn node_command(name: &str, master: bool, nats: &NatsServer, dir: &Path) -> Command {
-    let mut cmd = Command::new(workspace_bin(if master {
-        "ddb-master"
-    } else {
-        "ddb-slave"
-    }));
-    cmd.args(["--name", name, "--nats", &nats.url()])
-        .arg("--store")
-        .arg(format!("sqlite://{}", dir.join(name).display()))
-        .env(
-            "RUST_LOG",
-            std::env::var("DDB_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
-pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // Linux reports these in USER_HZ, 100 on every platform Rust targets.
-    Some(Duration::from_millis(ticks * 10))
-}
-
-impl Cluster {
     pub fn kill(&mut self, name: &str) {
         if let Some(mut n) = self.nodes.remove(name) {
             n.kill();
@@ -161,4 +130,33 @@ impl Cluster {
             .ok()?;
         Some(kb / 1024.0)
     }
+}
+
+/// The command that starts node `name` (a master or a slave, release binaries) on `nats`, its
+/// SQLite store in `dir/<name>`; its log level from `DDB_BENCH_NODE_LOG` (default `warn`).
+pub fn node_command(name: &str, master: bool, nats: &NatsServer, dir: &Path) -> Command {
+    let mut cmd = Command::new(workspace_bin(if master {
+        "ddb-master"
+    } else {
+        "ddb-slave"
+    }));
+    cmd.args(["--name", name, "--nats", &nats.url()])
+        .arg("--store")
+        .arg(format!("sqlite://{}", dir.join(name).display()))
+        .env(
+            "RUST_LOG",
+            std::env::var("DDB_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, 100 on every platform Rust targets.
+    Some(Duration::from_millis(ticks * 10))
 }

@@ -27,6 +27,17 @@ async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("store call timed out")
 }
 
+/// The SQLite store in `dir`, as node `test`, with default options.
+async fn open_sqlite(dir: &std::path::Path) -> Arc<dyn Store> {
+    store::open(
+        &format!("sqlite://{}", dir.display()),
+        "test",
+        &Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
 struct Harness {
     store: Arc<dyn Store>,
     seq: AtomicU64,
@@ -778,13 +789,7 @@ async fn applied_seqs(h: &Harness) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::open(
-        &format!("sqlite://{}", dir.path().display()),
-        "test",
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let store = open_sqlite(dir.path()).await;
     run_suite(store.clone(), "").await;
     bounded(store.close()).await.unwrap();
 }

@@ -176,15 +176,6 @@ impl Dialect {
         )
     }
 
-    pub fn insert(
-        self,
-        schema: &TableSchema,
-        row: &[(Name, Scalar)],
-    ) -> Result<Statement, DdbError> {
-        let values = checked_row(schema, row)?;
-        Ok(self.insert_statement(schema, row, [values]))
-    }
-
     /// The statements of an INSERT of `rows`: runs of rows that set the same columns in the
     /// same order with NULL in the same places share one multi-row `VALUES` statement (one
     /// statement to prepare and run for up to [`INSERT_ROWS_PER_STATEMENT`] rows, where one

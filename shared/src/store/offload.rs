@@ -485,21 +485,21 @@ impl WriteTxn for OffloadedTxn {
     }
 
     async fn commit(self: Box<Self>, seq: u64) -> Result<(), DdbError> {
-        let mut this = *self;
-        if this.at_once && matches!(this.state, TxnState::Open(_)) {
-            if let TxnState::Open(mut t) = std::mem::replace(&mut this.state, TxnState::Gone) {
-                t.remember_op_ids(std::mem::take(&mut this.op_ids));
-                // The connection is held by the transaction, so its commit does not wait.
+        let this = *self;
+        let op_ids = this.op_ids;
+        let state = match this.state {
+            // The connection is held by the transaction, so its commit does not wait.
+            TxnState::Open(mut t) if this.at_once => {
+                t.remember_op_ids(op_ids);
                 return futures::FutureExt::now_or_never(t.commit(seq)).unwrap_or_else(|| {
                     Err(DdbError::internal(
                         "a store commit meant to run at once had to wait",
                     ))
                 });
             }
-        }
+            state => state,
+        };
         let store = this.store.clone();
-        let state = this.state;
-        let op_ids = this.op_ids;
         this.threads
             .run_on(Some(&this.db), async move {
                 match state {

@@ -592,13 +592,7 @@ async fn sqlite_restore_cut_short_leaves_the_old_database_or_none() {
         assert!(!bounded(store.databases()).await.unwrap().contains(&fresh));
 
         // So is the one started again from the files the "crash" left.
-        let again = store::open(
-            &format!("sqlite://{}", crashed.path().display()),
-            "test",
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+        let again = open_sqlite(crashed.path()).await;
         assert_eq!(
             bounded(again.databases()).await.unwrap(),
             std::slice::from_ref(&old)
@@ -636,13 +630,7 @@ async fn sqlite_restore_cut_short_leaves_the_old_database_or_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_restores_a_large_snapshot_quickly() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::open(
-        &format!("sqlite://{}", dir.path().display()),
-        "test",
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let store = open_sqlite(dir.path()).await;
     let db = Name::parse_db("big").unwrap();
     // DDB_SNAPSHOT_TEST_ROWS sizes it (e.g. 1000000) to measure by hand.
     let rows = std::env::var("DDB_SNAPSHOT_TEST_ROWS")
@@ -707,13 +695,7 @@ async fn snapshots_cross_engines() {
 
 async fn cross_engines(url: &str, node: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let lite = store::open(
-        &format!("sqlite://{}", dir.path().display()),
-        "test",
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let lite = open_sqlite(dir.path()).await;
     let ms = bounded(store::open(url, node, &Default::default()))
         .await
         .unwrap();
@@ -740,13 +722,7 @@ async fn cross_engines(url: &str, node: &str) {
     restore(&lite, &big_db, big).await.unwrap();
     assert_eq!(sums(&ms, &big_db).await, sums(&lite, &big_db).await);
     let lite2_dir = tempfile::tempdir().unwrap();
-    let lite2 = store::open(
-        &format!("sqlite://{}", lite2_dir.path().display()),
-        "test",
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let lite2 = open_sqlite(lite2_dir.path()).await;
     restore(&lite2, &db, back).await.unwrap();
     assert_eq!(sums(&lite2, &db).await, before, "SQL Server -> SQLite");
     let (big_back, _) = take(&ms, &big_db).await;

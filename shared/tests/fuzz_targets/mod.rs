@@ -226,10 +226,10 @@ pub fn sql_gen(data: &[u8]) {
         let conn = sqlite_with(schema);
         for d in [Dialect::Sqlite, Dialect::Mssql] {
             let statements: Vec<(Statement, bool)> = match &request.op {
-                Op::Write(WriteOp::Insert(i)) => i
-                    .rows
-                    .iter()
-                    .filter_map(|r| d.insert(schema, r).ok())
+                Op::Write(WriteOp::Insert(i)) => d
+                    .insert_rows(schema, &i.rows)
+                    .unwrap_or_default()
+                    .into_iter()
                     .map(|s| (s, false))
                     .collect(),
                 Op::Write(WriteOp::Update(u)) => d
@@ -468,7 +468,10 @@ fn schema_op(op: &WriteOp, schema: &TableSchema) {
                             (c.name.clone(), v)
                         })
                         .collect();
-                    if let Ok(st) = d.insert(&after, &row) {
+                    let statements = d
+                        .insert_rows(&after, std::slice::from_ref(&row))
+                        .unwrap_or_default();
+                    for st in statements {
                         check_shape(d, &st);
                         if let Err(e) = run(&conn, &st, false) {
                             assert!(is_constraint(&e), "SQLite refuses {}: {e}", st.sql);

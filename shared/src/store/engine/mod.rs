@@ -217,6 +217,32 @@ impl<B: Backend> SqlStore<B> {
         }
     }
 
+    /// One SEARCH page; `schema` is the table's cached schema, read from the database when
+    /// there is none.
+    async fn read_page(
+        &self,
+        search: &Search,
+        budget: usize,
+        schema: Option<Arc<TableSchema>>,
+    ) -> Result<Page, DdbError> {
+        let d = self.backend.dialect();
+        let mut conn = self.live_reader(&search.db).await?;
+        let schema = match schema {
+            Some(s) => s,
+            None => load_schema(&mut conn, d, &search.db, &search.table).await?,
+        };
+        let plan = d.select(&schema, search)?;
+        log_statement(&plan.statement);
+        conn.set_deadline(self.read_timeout.map(|t| Instant::now() + t));
+        let mut page = PageBuilder::new(&plan, budget);
+        let r = conn
+            .for_each_row(&plan.statement, &plan.types, &mut |row| page.add(row))
+            .await;
+        conn.set_deadline(None);
+        r?;
+        Ok(page.finish())
+    }
+
     fn cached_schema(&self, db: &Name, table: &Name) -> Option<Arc<TableSchema>> {
         self.schemas
             .lock()
@@ -315,22 +341,8 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn search(&self, search: &Search, budget: usize) -> Result<Page, DdbError> {
-        let d = self.backend.dialect();
-        let mut conn = self.live_reader(&search.db).await?;
-        let schema = match self.cached_schema(&search.db, &search.table) {
-            Some(s) => s,
-            None => load_schema(&mut conn, d, &search.db, &search.table).await?,
-        };
-        let plan = d.select(&schema, search)?;
-        log_statement(&plan.statement);
-        conn.set_deadline(self.read_timeout.map(|t| Instant::now() + t));
-        let mut page = PageBuilder::new(&plan, budget);
-        let r = conn
-            .for_each_row(&plan.statement, &plan.types, &mut |row| page.add(row))
-            .await;
-        conn.set_deadline(None);
-        r?;
-        Ok(page.finish())
+        let schema = self.cached_schema(&search.db, &search.table);
+        self.read_page(search, budget, schema).await
     }
 
     fn calls_block(&self) -> bool {
@@ -346,7 +358,7 @@ impl<B: Backend> Store for SqlStore<B> {
             return None;
         }
         // Pending only when every read connection is busy: then the caller offloads it.
-        futures::FutureExt::now_or_never(self.search(search, budget))
+        futures::FutureExt::now_or_never(self.read_page(search, budget, Some(schema)))
     }
 
     async fn checksum(
