@@ -938,6 +938,60 @@ async fn sqlite_survives_a_reopen_and_cleans_up_crash_leftovers() {
     );
 }
 
+/// A node's SQLite files are its own while it runs (the `unix-excl` VFS: one exclusive lock
+/// per file for the process, the WAL index in its memory): another process that opens one is
+/// refused as locked, and can open it once the store is closed and gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_its_files_from_other_processes_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().display());
+    let file = dir.path().join("own.sqlite");
+    // Another process reading the file: Python's sqlite3 module (the tests need Python).
+    let read_elsewhere = |file: &std::path::Path| {
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0.2); \
+                 print(c.execute('SELECT count(*) FROM t').fetchone()[0])",
+            ])
+            .arg(file)
+            .output()
+            .expect("python3 runs")
+    };
+    {
+        let h = Harness::sqlite(&url).await;
+        h.ok(json!({"op":"CREATE_DB","db":"own"})).await;
+        h.ok(json!({"op":"CREATE_TABLE","db":"own","table":"t","data":{"id":"int"}}))
+            .await;
+        h.ok(json!({"op":"INSERT","db":"own","table":"t","data":[{"id":1},{"id":2}]}))
+            .await;
+        let out = tokio::task::spawn_blocking({
+            let file = file.clone();
+            move || read_elsewhere(&file)
+        });
+        let out = bounded(out).await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "another process read the open file");
+        assert!(stderr.contains("locked"), "{stderr}");
+        // The store itself is unaffected.
+        assert_eq!(
+            h.rows(json!({"op":"SEARCH","db":"own","table":"t","condition":{"id":2}}))
+                .await,
+            json!([{"id":2}])
+        );
+        bounded(h.store.close()).await.unwrap();
+    }
+    let out = bounded(tokio::task::spawn_blocking(move || read_elsewhere(&file)))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mssql_passes_the_conformance_suite() {
     let Ok(url) = std::env::var("DDB_TEST_MSSQL") else {

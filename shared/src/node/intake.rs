@@ -167,12 +167,17 @@ async fn handle(node: &NodeRef, writers: &Arc<Writers>, in_flight: &Arc<Semaphor
         }
         Op::Read(read) => {
             let node = node.clone();
-            tokio::spawn(async move {
+            let mut answer = Box::pin(async move {
                 let db = read.db().to_string();
                 let op = read.name();
                 let result = serve_read(&node, read, request.min_seq).await;
                 to.send(&node, op, &db, result).await;
             });
+            // A point read on SQLite with nothing to wait for is answered within its first
+            // poll: answered here, it costs no task. Anything that waits goes on in a task.
+            if futures::FutureExt::now_or_never(answer.as_mut()).is_none() {
+                tokio::spawn(answer);
+            }
         }
     }
 }

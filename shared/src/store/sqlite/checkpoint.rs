@@ -66,7 +66,7 @@ impl Checkpoints {
             return;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        match Connection::open_with_flags(path, flags) {
+        match super::connect(path, flags) {
             Ok(conn) => {
                 dbs.insert(
                     db.clone(),
@@ -138,7 +138,8 @@ mod tests {
     fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.sqlite");
-        let writer = Connection::open(&path).unwrap();
+        // The store's VFS: every connection to a file must use the same one.
+        let writer = super::super::connect(&path, OpenFlags::default()).unwrap();
         writer
             .execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;
