@@ -140,8 +140,12 @@ pub fn node_command(name: &str, master: bool, nats: &NatsServer, dir: &Path) -> 
     } else {
         "ddb-slave"
     }));
-    cmd.args(["--name", name, "--nats", &nats.url()])
-        .arg("--store")
+    cmd.args(["--name", name, "--nats", &nats.url()]);
+    if master {
+        // The `tail` scenario reads where each write's time went from the master's metrics.
+        cmd.args(["--metrics-addr", "127.0.0.1:0"]);
+    }
+    cmd.arg("--store")
         .arg(format!("sqlite://{}", dir.join(name).display()))
         .env(
             "RUST_LOG",

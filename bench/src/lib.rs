@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod limits;
 pub mod perf;
 pub mod scenarios;
+pub mod stages;
 pub mod stats;
 pub mod tx;
 
@@ -410,6 +411,22 @@ pub fn render(r: &Report) -> String {
             l.js_pub_1_per_s, l.js_pub_pipelined_per_s
         ),
         String::new(),
+    );
+    let ack = |s: &stats::Summary| {
+        format!(
+            "{:.2} / {:.2} / {:.2} ms",
+            s.p50_us as f64 / 1000.0,
+            s.p999_us as f64 / 1000.0,
+            s.max_us as f64 / 1000.0
+        )
+    };
+    row(
+        "raw JetStream ack, 1 in flight: p50 / p99.9 / max",
+        ack(&l.js_pub_1),
+        format!(
+            "while 2 pull consumers read each message: {}",
+            ack(&l.js_pub_1_read_by_2)
+        ),
     );
     out
 }

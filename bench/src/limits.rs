@@ -13,6 +13,8 @@ pub struct Limits {
     pub nats_req_64_per_s: f64,
     pub js_pub_1: Summary,
     pub js_pub_1_per_s: f64,
+    /// One in flight while two pull consumers read every message (as the slaves do).
+    pub js_pub_1_read_by_2: Summary,
     pub js_pub_pipelined_per_s: f64,
     pub sqlite_autocommit_per_s: f64,
     pub sqlite_batched_per_s: f64,
@@ -33,7 +35,7 @@ pub async fn measure(
 
     // An echo responder, the cheapest possible request-reply: on its own connection and
     // thread, as a ddb node is its own process.
-    let echo = Echo::start(nats_url).await?;
+    let echo = echo(nats_url).await?;
     // The responder's subscription reaches the server on its own connection: wait until it
     // answers before timing anything.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -86,6 +88,23 @@ pub async fn measure(
     }
     out.js_pub_1_per_s = per_second(lat.len() as u64, started.elapsed());
     out.js_pub_1 = lat.summary();
+    // The same while two replicas read every message as it is stored (ddb's slaves do): the
+    // server then delivers each message twice before or while it acknowledges the next.
+    let readers = [
+        replica_reader(nats_url, "BENCH_RAW").await?,
+        replica_reader(nats_url, "BENCH_RAW").await?,
+    ];
+    let mut lat = Samples::default();
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        let t = Instant::now();
+        js.publish("bench.raw.read", PAYLOAD.into()).await?.await?;
+        lat.push(t.elapsed());
+    }
+    out.js_pub_1_read_by_2 = lat.summary();
+    for r in readers {
+        r.stop();
+    }
     let started = Instant::now();
     let end = started + window;
     let mut acked = 0u64;
@@ -160,14 +179,22 @@ pub async fn measure(
     Ok(out)
 }
 
-/// An echo responder on `bench.echo`, running on its own thread and NATS connection.
-struct Echo {
+/// A NATS client of its own on a thread of its own (as a ddb node is a process of its own),
+/// running one task: set up (`ready` once it serves), then serve until stopped.
+struct OwnThread {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Echo {
-    async fn start(nats_url: &str) -> anyhow::Result<Echo> {
+impl OwnThread {
+    /// Starts `setup` on its own thread and connection; returns once it is set up, after which
+    /// its `serve` future runs until [`OwnThread::stop`].
+    async fn start<S, F, Fut>(nats_url: &str, setup: S) -> anyhow::Result<OwnThread>
+    where
+        S: FnOnce(async_nats::Client) -> F + Send + 'static,
+        F: std::future::Future<Output = anyhow::Result<Fut>>,
+        Fut: std::future::Future<Output = ()>,
+    {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let url = nats_url.to_owned();
@@ -183,26 +210,18 @@ impl Echo {
                 }
             };
             rt.block_on(async move {
-                let subscribed = async {
-                    let client = async_nats::connect(url).await?;
-                    let sub = client.subscribe("bench.echo").await?;
-                    anyhow::Ok((client, sub))
+                let serve = match async_nats::connect(url).await {
+                    Ok(client) => setup(client).await,
+                    Err(e) => Err(e.into()),
                 };
-                let (client, mut sub) = match subscribed.await {
-                    Ok(x) => x,
+                let serve = match serve {
+                    Ok(serve) => serve,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                let serve = async {
-                    while let Some(m) = sub.next().await {
-                        if let Some(r) = m.reply {
-                            let _ = client.publish(r, m.payload).await;
-                        }
-                    }
-                };
                 tokio::select! {
                     _ = serve => {}
                     _ = stop_rx => {}
@@ -210,7 +229,7 @@ impl Echo {
             });
         });
         ready_rx.await??;
-        Ok(Echo {
+        Ok(OwnThread {
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -224,4 +243,46 @@ impl Echo {
             let _ = t.join();
         }
     }
+}
+
+/// An echo responder on `bench.echo`.
+async fn echo(nats_url: &str) -> anyhow::Result<OwnThread> {
+    OwnThread::start(nats_url, |client| async move {
+        let mut sub = client.subscribe("bench.echo").await?;
+        Ok(async move {
+            while let Some(m) = sub.next().await {
+                if let Some(r) = m.reply {
+                    let _ = client.publish(r, m.payload).await;
+                }
+            }
+        })
+    })
+    .await
+}
+
+/// A replica's reader: a pull consumer of `stream` with the settings of ddb's own (no acks,
+/// state in memory, batches of up to 1,000), reading every message from now on.
+async fn replica_reader(nats_url: &str, stream: &'static str) -> anyhow::Result<OwnThread> {
+    OwnThread::start(nats_url, move |client| async move {
+        let js = jetstream::new(client);
+        let consumer = js
+            .get_stream(stream)
+            .await?
+            .create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                memory_storage: true,
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(1000)
+            .heartbeat(Duration::from_secs(1))
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await?;
+        Ok(async move { while let Some(Ok(_)) = messages.next().await {} })
+    })
+    .await
 }

@@ -2,6 +2,7 @@
 //! out of a slave, and the latency tail of one client writing for a long time.
 
 use crate::cluster::{cpu_time, Cluster};
+use crate::stages::{Scrape, StageFigures};
 use crate::stats::{per_second, Samples, Summary};
 use ddb::client::Target;
 use futures::StreamExt;
@@ -215,11 +216,14 @@ pub struct Tail {
     pub over_20ms: u64,
     /// The slowest writes: (seconds into the run, latency in µs), slowest first.
     pub slowest: Vec<(f64, u64)>,
+    /// The same writes on the master, stage by stage (from its metrics).
+    pub stages: Vec<StageFigures>,
 }
 
 /// One client sending single-row INSERTs one at a time for `window`.
 pub async fn tail(c: &Cluster, window: Duration) -> anyhow::Result<Tail> {
     create_table(c, "tail").await?;
+    let before = Scrape::master(c).await?;
     let started = Instant::now();
     let end = started + window;
     let mut lat = Samples::default();
@@ -245,14 +249,17 @@ pub async fn tail(c: &Cluster, window: Duration) -> anyhow::Result<Tail> {
             slowest.truncate(10);
         }
     }
+    let seconds = started.elapsed().as_secs_f64();
+    let stages = before.stages_until(&Scrape::master(c).await?);
     let summary = lat.summary();
     let count = |over: u64| lat.iter().filter(|d| d.as_micros() as u64 > over).count() as u64;
     Ok(Tail {
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
         over_5ms: count(5_000),
         over_20ms: count(20_000),
         latency: summary,
         slowest,
+        stages,
     })
 }
 
@@ -296,6 +303,16 @@ pub fn rows(r: &crate::Report) -> Vec<(String, String, String)> {
             "tail: writes over 5 ms / over 20 ms; the slowest".into(),
             format!("{} / {}", t.over_5ms, t.over_20ms),
             slowest.join(", "),
+        ));
+        let stages: Vec<String> = t
+            .stages
+            .iter()
+            .map(|s| format!("{} {:.0} µs / {:.0}", s.stage, s.mean_us, s.over_5ms))
+            .collect();
+        out.push((
+            "tail: on the master, mean / over 5 ms".into(),
+            stages.join("; "),
+            "from the master's own histograms (the client's time adds NATS both ways)".into(),
         ));
     }
     if let Some(b) = &r.bulk {

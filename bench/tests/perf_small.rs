@@ -61,6 +61,26 @@ async fn the_reads_bulk_scan_and_tail_scenarios_run_small() {
         "{s:?}"
     );
     assert_eq!(tail.slowest.first().map(|x| x.1), Some(s.max_us));
+    // The master's own histograms saw the same writes, stage by stage.
+    let stages: Vec<&str> = tail.stages.iter().map(|st| st.stage).collect();
+    assert_eq!(
+        stages,
+        [
+            "execute",
+            "append (JetStream ack)",
+            "commit",
+            "intake to reply"
+        ]
+    );
+    for st in &tail.stages {
+        assert!(
+            st.count >= s.count as f64 && st.mean_us > 0.0 && st.over_5ms <= st.count,
+            "{st:?} for {} writes",
+            s.count
+        );
+    }
+    let ack = report.limits.js_pub_1_read_by_2;
+    assert!(ack.count > 0 && ack.p50_us <= ack.max_us, "{ack:?}");
 
     let table = ddb_bench::render(&report);
     eprintln!("{table}");

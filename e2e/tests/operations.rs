@@ -1,6 +1,7 @@
 //! Operating a node: Prometheus metrics, the NATS micro protocol, JSON logs.
 
 use ddb_e2e::*;
+use ddb_testsupport::prometheus::samples;
 use ddb_testsupport::NatsServer;
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
@@ -41,17 +42,6 @@ async fn http_get(addr: &str, path: &str) -> (String, String) {
         )
     })
     .await
-}
-
-/// Sample lines `name{labels} value` of a Prometheus text page, by name and labels.
-fn samples(page: &str) -> BTreeMap<String, f64> {
-    page.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
 }
 
 fn value(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> Option<f64> {

@@ -16,6 +16,8 @@ pub mod snapshot;
 pub mod sql;
 pub mod store;
 pub mod subjects;
+#[cfg(test)]
+mod test_nats;
 pub mod value;
 pub mod verify;
 

@@ -433,12 +433,10 @@ impl Log {
 
     /// The stream's last seq (0 when empty).
     pub async fn last_seq(&self) -> Result<u64, DdbError> {
-        let mut stream = self.stream().await?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| DdbError::unavailable(format!("cannot read the log: {e}")))?;
-        Ok(info.state.last_sequence)
+        // Looking the stream up already returns its state: one API request, not two (every
+        // node asks each heartbeat period).
+        let stream = self.stream().await?;
+        Ok(stream.cached_info().state.last_sequence)
     }
 
     /// The node's durable consumer, (re)created to start right after `position`: the store,

@@ -1,6 +1,7 @@
 //! Test support: a real `nats-server` with JetStream on a random loopback port and a
 //! temporary store dir, killed on drop (after nats.rs's `nats-server` helper crate).
 
+pub mod prometheus;
 pub mod proxy;
 mod rng;
 pub use proxy::{Direction, Fault, Proxy};

@@ -117,3 +117,58 @@ impl LogPort for Log {
         Log::databases(self).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subjects::Subjects;
+    use futures::FutureExt;
+    use std::time::Duration;
+
+    /// Against the installed nats-server: a reader that stays busy past the consumer's
+    /// heartbeat window after taking all its pull allows (a bulk load applied on a slow
+    /// replica) reads on, without an error that would make it reopen its consumer.
+    #[tokio::test]
+    async fn a_reader_busy_past_the_heartbeat_window_reads_on() {
+        let server = ddb_testsupport::NatsServer::start();
+        let client = crate::test_nats::connect(&server).await;
+        let log = Log::new(client, Subjects::new("hb"));
+        log.ensure_stream(&Default::default()).await.unwrap();
+        let db = Name::parse_db("d").unwrap();
+        // 300 KB entries: the consumer's 1 MB pull allowance runs out within a few.
+        let entry = Bytes::from(vec![b'x'; 300_000]);
+        let total = 6;
+        let mut last = 0;
+        for _ in 0..total {
+            let appended = tokio::time::timeout(
+                Duration::from_secs(10),
+                LogPort::append(&log, &db, entry.clone(), last, None),
+            )
+            .await
+            .expect("append in time")
+            .expect("append");
+            last = appended.seq;
+        }
+        let mut deliveries = tokio::time::timeout(
+            Duration::from_secs(10),
+            LogPort::consumer(&log, "reader", 0),
+        )
+        .await
+        .expect("consumer in time")
+        .expect("consumer");
+        let mut seen = Vec::new();
+        while seen.len() < total {
+            // As the applier does: wait for one, take what is buffered, then work on them.
+            let first = tokio::time::timeout(Duration::from_secs(10), deliveries.next())
+                .await
+                .expect("a delivery within 10 s")
+                .expect("the deliveries go on");
+            seen.push(first.expect("no error").seq);
+            while let Some(Some(d)) = deliveries.next().now_or_never() {
+                seen.push(d.expect("no error").seq);
+            }
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+        }
+        assert_eq!(seen, (1..=total as u64).collect::<Vec<_>>());
+    }
+}

@@ -356,13 +356,7 @@ mod tests {
     async fn the_bucket_works_on_the_installed_nats_server() {
         use tokio::io::AsyncReadExt;
         let server = ddb_testsupport::NatsServer::start();
-        let client = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            async_nats::connect(server.url()),
-        )
-        .await
-        .expect("connect in time")
-        .expect("connect");
+        let client = crate::test_nats::connect(&server).await;
         let js = jetstream::new(client);
         // What async-nats would create by itself is accepted too (DESIGN-NOTES "Snapshots").
         let theirs = js

@@ -158,13 +158,7 @@ mod tests {
     #[tokio::test]
     async fn purges_leave_holes_that_are_told_from_missing_entries() {
         let server = ddb_testsupport::NatsServer::start();
-        let client = tokio::time::timeout(
-            Duration::from_secs(10),
-            async_nats::ConnectOptions::new().connect(server.url()),
-        )
-        .await
-        .expect("connect in time")
-        .expect("connect");
+        let client = crate::test_nats::connect(&server).await;
         let subjects = Subjects::new("h");
         let log = crate::log::Log::new(client.clone(), subjects.clone());
         log.ensure_stream(&Default::default()).await.unwrap();
