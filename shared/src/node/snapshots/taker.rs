@@ -112,8 +112,15 @@ fn usable_databases(node: &NodeRef) -> Vec<Name> {
 async fn scheduled_work(node: NodeRef, trim: Trim) {
     let settings = node.cfg.snapshots;
     for db in usable_databases(&node) {
-        if node.snapshots.due(db.as_str(), &settings, Instant::now()) {
-            if let Err(e) = take(&node, &db, None).await {
+        let due = |node: &NodeRef| node.snapshots.due(db.as_str(), &settings, Instant::now());
+        if due(&node) {
+            // Due again once it is this pass's turn: a snapshot taken meanwhile (`ddb
+            // snapshot`) restarted the count, and another of the same seq would replace it.
+            let _one = node.snapshots.taking.lock().await;
+            if !due(&node) {
+                continue;
+            }
+            if let Err(e) = take_in_turn(&node, &db, None).await {
                 tracing::warn!(node = %node.name(), db = %db, error = %e, "scheduled snapshot failed");
             }
         }
@@ -145,10 +152,7 @@ async fn trim_log(node: &NodeRef, trim: &Trim) -> Result<(), DdbError> {
         };
         // A snapshot can only be at or below the database's last entry: one named above it
         // was not taken by ddb, and trusting it would purge entries nothing covers.
-        let covered = match node.snapshots.newest(db.as_str()) {
-            Some(s) if s.seq == last.0 => s.seq,
-            _ => take(node, &db, None).await?.seq,
-        };
+        let covered = snapshot_at(node, &db, last.0).await?;
         if covered > last.0 {
             continue;
         }
@@ -226,6 +230,31 @@ pub(super) async fn take(
     progress_to: Option<String>,
 ) -> Result<TakenSnapshot, DdbError> {
     let _one = node.snapshots.taking.lock().await;
+    take_in_turn(node, db, progress_to).await
+}
+
+/// The seq of a snapshot of `db` at `seq`, its last entry: the newest one when it is at that
+/// seq, else a new one. Checked again once it is this caller's turn to take one: a snapshot
+/// another caller was taking meanwhile (`ddb snapshot`, the schedule) may be that one, and
+/// taking the same seq again would only replace it with a copy.
+async fn snapshot_at(node: &NodeRef, db: &Name, seq: u64) -> Result<u64, DdbError> {
+    let at = |node: &NodeRef| node.snapshots.newest(db.as_str()).filter(|s| s.seq == seq);
+    if let Some(s) = at(node) {
+        return Ok(s.seq);
+    }
+    let _one = node.snapshots.taking.lock().await;
+    match at(node) {
+        Some(s) => Ok(s.seq),
+        None => Ok(take_in_turn(node, db, None).await?.seq),
+    }
+}
+
+/// [`take`] once the caller holds `node.snapshots.taking`.
+async fn take_in_turn(
+    node: &NodeRef,
+    db: &Name,
+    progress_to: Option<String>,
+) -> Result<TakenSnapshot, DdbError> {
     let started = Instant::now();
     let bucket = node
         .snapshots
