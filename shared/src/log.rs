@@ -266,14 +266,31 @@ pub struct Appended {
 #[derive(Clone)]
 pub struct Log {
     js: jetstream::Context,
+    /// For trimming: a purge of a big subject may take longer than an append should wait.
+    admin: jetstream::Context,
     subjects: Subjects,
+}
+
+/// The log's size as the server reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub messages: u64,
+    /// Age of the oldest entry (zero when the log is empty).
+    pub oldest: Duration,
 }
 
 impl Log {
     pub fn new(client: async_nats::Client, subjects: Subjects) -> Self {
         let mut js = jetstream::new(client);
+        let mut admin = js.clone();
         js.set_timeout(Duration::from_secs(5));
-        Log { js, subjects }
+        admin.set_timeout(Duration::from_secs(10));
+        Log {
+            js,
+            admin,
+            subjects,
+        }
     }
 
     pub fn subjects(&self) -> &Subjects {
@@ -476,6 +493,105 @@ impl Log {
     }
 }
 
+/// Trimming (node/snapshots/trim.rs): the log's size, a database's first and last entries,
+/// purges below a snapshot, and telling the holes purges leave from lost entries.
+impl Log {
+    async fn admin_stream(&self) -> Result<stream::Stream, DdbError> {
+        self.admin
+            .get_stream(self.subjects.stream())
+            .await
+            .map_err(|e| DdbError::unavailable(format!("log stream unavailable: {e}")))
+    }
+
+    pub async fn usage(&self) -> Result<Usage, DdbError> {
+        let mut stream = self.admin_stream().await?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot read the log's state: {e}")))?;
+        let state = &info.state;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as i128;
+        let first = state.first_timestamp.unix_timestamp_nanos();
+        let oldest = if state.messages == 0 || first <= 0 || first > now {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos((now - first) as u64)
+        };
+        Ok(Usage {
+            bytes: state.bytes,
+            messages: state.messages,
+            oldest,
+        })
+    }
+
+    /// The seq of the oldest entry of `db` still in the log, if any.
+    pub async fn first_seq_of(&self, db: &Name) -> Result<Option<u64>, DdbError> {
+        let stream = self.admin_stream().await?;
+        match stream
+            .get_first_raw_message_by_subject(self.subjects.log(db.as_str()), 1)
+            .await
+        {
+            Ok(m) => Ok(Some(m.sequence)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
+        }
+    }
+
+    /// The last entry of `db`: its seq and body.
+    pub async fn last_of(&self, db: &Name) -> Result<Option<(u64, bytes::Bytes)>, DdbError> {
+        let stream = self.admin_stream().await?;
+        match stream
+            .get_last_raw_message_by_subject(&self.subjects.log(db.as_str()))
+            .await
+        {
+            Ok(m) => Ok(Some((m.sequence, m.payload))),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
+        }
+    }
+
+    /// The seq of the first entry of any database at or after `seq`, if any.
+    pub async fn first_seq_from(&self, seq: u64) -> Result<Option<u64>, DdbError> {
+        let stream = self.admin_stream().await?;
+        match stream
+            .get_first_raw_message_by_subject(self.subjects.log_all(), seq)
+            .await
+        {
+            Ok(m) => Ok(Some(m.sequence)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
+        }
+    }
+
+    /// Removes the entries of `db` below `seq` (the entry at `seq` stays). Returns how many
+    /// went.
+    pub async fn purge_below(&self, db: &Name, seq: u64) -> Result<u64, DdbError> {
+        let stream = self.admin_stream().await?;
+        let subject = self.subjects.log(db.as_str());
+        let r = stream
+            .purge()
+            .filter(subject.clone())
+            .sequence(seq)
+            .await
+            .map_err(|e| DdbError::unavailable(format!("cannot purge {subject}: {e}")))?;
+        Ok(r.purged)
+    }
+
+    /// Whether the log holds no entry from `from` up to (not including) `to`: a consumer that
+    /// skipped them was not short of anything, they were trimmed (per-database purges leave
+    /// holes in the stream's seqs). False when that cannot be told (then it is a real gap).
+    pub async fn purged(&self, from: u64, to: u64) -> bool {
+        if self.js.client().connection_state() != async_nats::connection::State::Connected {
+            return false;
+        }
+        let first = tokio::time::timeout(Duration::from_secs(2), self.first_seq_from(from)).await;
+        matches!(first, Ok(Ok(Some(seq))) if seq >= to)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,5 +623,41 @@ mod tests {
                 LogEntry::new("master", 41, one).encode()
             );
         }
+    }
+
+    /// Against the installed nats-server: purging one database below a seq leaves holes in
+    /// the stream that `purged` tells apart from entries that are there, and keeps the entry
+    /// at the seq.
+    #[tokio::test]
+    async fn purges_leave_holes_that_are_told_from_missing_entries() {
+        let server = ddb_testsupport::NatsServer::start();
+        let client = crate::test_nats::connect(&server).await;
+        let subjects = Subjects::new("h");
+        let log = Log::new(client.clone(), subjects.clone());
+        log.ensure_stream(&Default::default()).await.unwrap();
+        let js = jetstream::new(client.clone());
+        // a b a b a b: seqs 1..6, a at odd seqs.
+        for i in 0..6 {
+            let db = if i % 2 == 0 { "a" } else { "b" };
+            js.publish(subjects.log(db), "x".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let a = Name::parse_db("a").unwrap();
+        assert_eq!(log.first_seq_of(&a).await.unwrap(), Some(1));
+        assert_eq!(log.purge_below(&a, 5).await.unwrap(), 2);
+        assert_eq!(log.first_seq_of(&a).await.unwrap(), Some(5));
+        assert_eq!(log.last_of(&a).await.unwrap().map(|l| l.0), Some(5));
+        // 2 (b) then 4 (b): 3 was purged, a hole.
+        assert!(log.purged(3, 4).await);
+        assert!(log.purged(1, 2).await);
+        // 4 is there: skipping from 3 to 5 lost it.
+        assert!(!log.purged(3, 5).await);
+        assert!(!log.purged(2, 3).await);
+        let usage = log.usage().await.unwrap();
+        assert_eq!(usage.messages, 4);
+        assert!(usage.bytes > 0);
     }
 }

@@ -77,8 +77,7 @@ pub(crate) async fn run(node: NodeRef, stop: CancellationToken) {
             // Trimming (snapshots) purges each database below its own snapshot, which leaves
             // holes in the stream's seqs: a hole the stream itself has is nothing lost.
             while let Some(g) = gap {
-                let (subjects, client) = (&node.subjects, &node.client);
-                if !super::snapshots::trim::purged(client, subjects, g.expected, g.got).await {
+                if !node.log.purged(g.expected, g.got).await {
                     break;
                 }
                 let rest = batch[g.at..].iter().map(|d| Some(d.seq));

@@ -2,7 +2,8 @@
 //! the node relies on: the expected last sequence of a database's subject (conflict), the
 //! largest payload (too large), the duplicate window by message id (the original seq comes
 //! back, marked duplicate) and delivery in stream order. It can also lose a delivery in
-//! flight, as a dying NATS server can, and be made unavailable.
+//! flight, as a dying NATS server can, be made unavailable, and purge a database below a seq,
+//! leaving holes in the stream's seqs as trimming does.
 
 use super::locks::lock;
 use super::log_port::{Delivered, Deliveries, LogPort};
@@ -48,6 +49,8 @@ struct Stored {
     subject: String,
     db: String,
     payload: Bytes,
+    /// Removed by a purge: its seq stays taken, a hole.
+    purged: bool,
 }
 
 impl FakeLog {
@@ -70,6 +73,7 @@ impl FakeLog {
             subject: subject.to_owned(),
             db: String::new(),
             payload: Bytes::copy_from_slice(payload),
+            purged: false,
         });
         let seq = s.entries.len() as u64;
         self.shared.end.send_replace(seq);
@@ -90,13 +94,24 @@ impl FakeLog {
         lock(&self.shared.state).consumers_opened
     }
 
+    /// Removes the entries of `db` below `seq`, as trimming does; returns how many went.
+    pub fn purge_below(&self, db: &str, seq: u64) -> u64 {
+        let mut s = lock(&self.shared.state);
+        let mut purged = 0;
+        for e in s.entries.iter_mut().take(seq.saturating_sub(1) as usize) {
+            if e.db == db && !e.purged {
+                e.purged = true;
+                purged += 1;
+            }
+        }
+        purged
+    }
+
     /// Each entry's seq and payload, in order.
     pub fn entries(&self) -> Vec<(u64, Bytes)> {
         lock(&self.shared.state)
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (i as u64 + 1, e.payload.clone()))
+            .present()
+            .map(|(seq, e)| (seq, e.payload.clone()))
             .collect()
     }
 
@@ -109,11 +124,20 @@ impl FakeLog {
 }
 
 impl State {
-    fn last_of(&self, db: &str) -> u64 {
+    /// The entries still in the log, with their seqs.
+    fn present(&self) -> impl DoubleEndedIterator<Item = (u64, &Stored)> {
         self.entries
             .iter()
-            .rposition(|e| e.db == db)
-            .map_or(0, |i| i as u64 + 1)
+            .enumerate()
+            .filter(|(_, e)| !e.purged)
+            .map(|(i, e)| (i as u64 + 1, e))
+    }
+
+    fn last_of(&self, db: &str) -> u64 {
+        self.present()
+            .rev()
+            .find(|(_, e)| e.db == db)
+            .map_or(0, |(seq, _)| seq)
     }
 
     /// The first entry at or after `next` this consumer is delivered.
@@ -121,11 +145,11 @@ impl State {
         let total = self.entries.len() as u64;
         let mut seq = next.max(1);
         while seq <= total {
-            if self.lose.remove(&seq) {
+            let e = &self.entries[seq as usize - 1];
+            if self.lose.remove(&seq) || e.purged {
                 seq += 1;
                 continue;
             }
-            let e = &self.entries[seq as usize - 1];
             return Some(Delivered {
                 subject: e.subject.clone(),
                 seq,
@@ -175,6 +199,7 @@ impl LogPort for FakeLog {
             subject: self.shared.subjects.log(db.as_str()),
             db: db.to_string(),
             payload: entry,
+            purged: false,
         });
         let seq = s.entries.len() as u64;
         if let Some(id) = msg_id {
@@ -216,10 +241,7 @@ impl LogPort for FakeLog {
     ) -> Result<Vec<(u64, Bytes)>, DdbError> {
         self.check_available()?;
         let s = lock(&self.shared.state);
-        Ok(s.entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (i as u64 + 1, e))
+        Ok(s.present()
             .filter(|(seq, e)| *seq > after && e.db == db.as_str())
             .take(max)
             .map(|(seq, e)| (seq, e.payload.clone()))
@@ -240,15 +262,23 @@ impl LogPort for FakeLog {
         self.check_available()?;
         let s = lock(&self.shared.state);
         let mut last: BTreeMap<&str, u64> = BTreeMap::new();
-        for (i, e) in s.entries.iter().enumerate() {
+        for (seq, e) in s.present() {
             if !e.db.is_empty() {
-                last.insert(&e.db, i as u64 + 1);
+                last.insert(&e.db, seq);
             }
         }
         Ok(last
             .into_iter()
             .filter_map(|(db, seq)| Name::parse_db(db).ok().map(|n| (n, seq)))
             .collect())
+    }
+
+    async fn purged(&self, from: u64, to: u64) -> bool {
+        let s = lock(&self.shared.state);
+        !s.unavailable
+            && s.present()
+                .find(|(seq, _)| *seq >= from)
+                .is_some_and(|(seq, _)| seq >= to)
     }
 }
 
@@ -348,5 +378,44 @@ mod tests {
         let mut again = l.consumer("n1", 2).await.unwrap();
         assert_eq!(again.next().await.unwrap().unwrap().seq, 3);
         assert_eq!(l.consumers_opened(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_purge_leaves_holes_that_are_told_from_missing_entries() {
+        let l = log();
+        // a b a b a b: seqs 1..6, a at odd seqs.
+        let (mut last_a, mut last_b) = (0, 0);
+        for i in 0..6 {
+            let (name, last) = if i % 2 == 0 {
+                ("a", &mut last_a)
+            } else {
+                ("b", &mut last_b)
+            };
+            *last = l
+                .append(&db(name), bytes("x"), *last, None)
+                .await
+                .unwrap()
+                .seq;
+        }
+        assert_eq!(l.purge_below("a", 5), 2);
+        assert_eq!(l.last_seq_of(&db("a")).await.unwrap(), 5);
+        assert_eq!(l.last_seq().await.unwrap(), 6);
+        // 2 (b) then 4 (b): 3 was purged, a hole; 4 is there, so 3 to 5 is a real gap.
+        assert!(l.purged(3, 4).await);
+        assert!(l.purged(1, 2).await);
+        assert!(!l.purged(3, 5).await);
+        assert!(!l.purged(2, 3).await);
+        let seqs: Vec<u64> = l.entries().into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(seqs, [2, 4, 5, 6]);
+        // A reader from the start is delivered what is left, in order.
+        let mut d = l.consumer("n", 0).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let next = tokio::time::timeout(Duration::from_secs(5), d.next()).await;
+            got.push(next.expect("delivered in time").unwrap().unwrap().seq);
+        }
+        assert_eq!(got, [2, 4, 5, 6]);
+        l.set_unavailable(true);
+        assert!(!l.purged(3, 4).await, "cannot be told: a real gap");
     }
 }

@@ -57,6 +57,11 @@ pub(crate) trait LogPort: Send + Sync + 'static {
 
     /// Every database that has entries in the log, with the seq of its last entry.
     async fn databases(&self) -> Result<Vec<(Name, u64)>, DdbError>;
+
+    /// Whether the log holds no entry from `from` up to (not including) `to`: a reader that
+    /// skipped them was short of nothing, trimming removed them. False when that cannot be
+    /// told (then it is a real gap).
+    async fn purged(&self, from: u64, to: u64) -> bool;
 }
 
 #[async_trait]
@@ -111,6 +116,10 @@ impl LogPort for Log {
 
     async fn last_seq(&self) -> Result<u64, DdbError> {
         Log::last_seq(self).await
+    }
+
+    async fn purged(&self, from: u64, to: u64) -> bool {
+        Log::purged(self, from, to).await
     }
 
     async fn databases(&self) -> Result<Vec<(Name, u64)>, DdbError> {

@@ -10,9 +10,10 @@ use super::super::snapshot_state::{
 };
 use super::super::state::NodeRef;
 use super::bridge;
-use super::trim::{over_limits, Trim};
+use super::trim::over_limits;
 use crate::error::{DdbError, ErrorCode};
 use crate::heartbeat::Mode;
+use crate::log::Log;
 use crate::log::LogEntry;
 use crate::name::Name;
 use crate::op::WriteOp;
@@ -44,7 +45,7 @@ pub(crate) async fn run(node: NodeRef, stop: CancellationToken) {
             }
         }
     };
-    let trim = Trim::new(node.client.clone(), node.subjects.clone());
+    let log = Log::new(node.client.clone(), node.subjects.clone());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refreshed: Option<Instant> = None;
@@ -72,7 +73,7 @@ pub(crate) async fn run(node: NodeRef, stop: CancellationToken) {
                 }
                 let idle = scheduled.as_ref().is_none_or(|h| h.is_finished());
                 if node.mode() == Mode::Master && idle {
-                    scheduled = Some(tokio::spawn(scheduled_work(node.clone(), trim.clone())));
+                    scheduled = Some(tokio::spawn(scheduled_work(node.clone(), log.clone())));
                 }
             }
         }
@@ -109,7 +110,7 @@ fn usable_databases(node: &NodeRef) -> Vec<Name> {
 }
 
 /// One pass of the schedule, then of the log's limits.
-async fn scheduled_work(node: NodeRef, trim: Trim) {
+async fn scheduled_work(node: NodeRef, log: Log) {
     let settings = node.cfg.snapshots;
     for db in usable_databases(&node) {
         let due = |node: &NodeRef| node.snapshots.due(db.as_str(), &settings, Instant::now());
@@ -129,12 +130,12 @@ async fn scheduled_work(node: NodeRef, trim: Trim) {
     if max_bytes <= 0 && max_age.is_zero() {
         return;
     }
-    match trim.usage().await {
+    match log.usage().await {
         Ok(usage) if over_limits(&usage, max_bytes, max_age) => {
             // Debug only: once trimmed, an idle database's last entry (always kept) stays
             // older than --log-max-age-s, and this runs each second with nothing to do.
             tracing::debug!(node = %node.name(), bytes = usage.bytes, entries = usage.messages, oldest_s = usage.oldest.as_secs(), "the log is over its limits: snapshotting and trimming");
-            if let Err(e) = trim_log(&node, &trim).await {
+            if let Err(e) = trim_log(&node, &log).await {
                 tracing::warn!(node = %node.name(), error = %e, "trimming the log failed; retrying next tick");
             }
         }
@@ -145,9 +146,9 @@ async fn scheduled_work(node: NodeRef, trim: Trim) {
 
 /// Brings every database's snapshot up to its last entry and purges its subject below it;
 /// a dropped database keeps only its DROP_DB entry and loses its snapshots.
-async fn trim_log(node: &NodeRef, trim: &Trim) -> Result<(), DdbError> {
+async fn trim_log(node: &NodeRef, log: &Log) -> Result<(), DdbError> {
     for db in usable_databases(node) {
-        let Some(last) = trim.last_of(&db).await? else {
+        let Some(last) = log.last_of(&db).await? else {
             continue;
         };
         // A snapshot can only be at or below the database's last entry: one named above it
@@ -156,8 +157,8 @@ async fn trim_log(node: &NodeRef, trim: &Trim) -> Result<(), DdbError> {
         if covered > last.0 {
             continue;
         }
-        if trim.first_seq_of(&db).await?.is_some_and(|f| f < covered) {
-            let purged = trim.purge_below(&db, covered).await?;
+        if log.first_seq_of(&db).await?.is_some_and(|f| f < covered) {
+            let purged = log.purge_below(&db, covered).await?;
             tracing::info!(node = %node.name(), db = %db, below = covered, purged, "trimmed the log below the newest snapshot");
         }
     }
@@ -170,7 +171,7 @@ async fn trim_log(node: &NodeRef, trim: &Trim) -> Result<(), DdbError> {
         let Ok(db) = Name::parse_db(&name) else {
             continue;
         };
-        let Some((last, payload)) = trim.last_of(&db).await? else {
+        let Some((last, payload)) = log.last_of(&db).await? else {
             continue;
         };
         let dropped = LogEntry::decode(&payload, &db).is_ok_and(|e| {
@@ -181,7 +182,7 @@ async fn trim_log(node: &NodeRef, trim: &Trim) -> Result<(), DdbError> {
         if !dropped {
             continue;
         }
-        trim.purge_below(&db, last).await?;
+        log.purge_below(&db, last).await?;
         let _one = node.snapshots.taking.lock().await;
         delete_older(node, &db, u64::MAX).await?;
         node.snapshots.forget(&name);
