@@ -2,7 +2,7 @@
 //! out of a slave, and the latency tail of one client writing for a long time.
 
 use crate::cluster::{cpu_time, Cluster};
-use crate::stages::{Scrape, StageFigures};
+use crate::stages::{metrics_addr, Scrape, StageFigures};
 use crate::stats::{per_second, Samples, Summary};
 use ddb::client::Target;
 use futures::StreamExt;
@@ -223,7 +223,8 @@ pub struct Tail {
 /// One client sending single-row INSERTs one at a time for `window`.
 pub async fn tail(c: &Cluster, window: Duration) -> anyhow::Result<Tail> {
     create_table(c, "tail").await?;
-    let before = Scrape::master(c).await?;
+    let master_metrics = metrics_addr(c, "master").await?;
+    let before = Scrape::of(&master_metrics).await?;
     let started = Instant::now();
     let end = started + window;
     let mut lat = Samples::default();
@@ -250,7 +251,7 @@ pub async fn tail(c: &Cluster, window: Duration) -> anyhow::Result<Tail> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let stages = before.stages_until(&Scrape::master(c).await?);
+    let stages = before.stages_until(&Scrape::of(&master_metrics).await?);
     let summary = lat.summary();
     let count = |over: u64| lat.iter().filter(|d| d.as_micros() as u64 > over).count() as u64;
     Ok(Tail {

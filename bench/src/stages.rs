@@ -4,12 +4,11 @@
 //! commit) where the client sees only the total.
 
 use crate::cluster::Cluster;
-use ddb_testsupport::prometheus::samples;
+use ddb_testsupport::prometheus::{http_get, samples, series};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One stage of the write path, as the master's metrics name it.
 struct Stage {
@@ -58,25 +57,16 @@ pub struct StageFigures {
 pub struct Scrape(BTreeMap<String, f64>);
 
 impl Scrape {
-    /// Reads the master's metrics page (its address from its heartbeat).
-    pub async fn master(c: &Cluster) -> anyhow::Result<Scrape> {
-        let addr = metrics_addr(c, "master").await?;
-        let page = tokio::time::timeout(Duration::from_secs(10), get_metrics(&addr))
+    /// Reads the metrics page at `addr` (a node's, from [`metrics_addr`]).
+    pub async fn of(addr: &str) -> anyhow::Result<Scrape> {
+        let (_, page) = tokio::time::timeout(Duration::from_secs(10), http_get(addr, "/metrics"))
             .await
             .map_err(|_| anyhow::anyhow!("no metrics page from {addr} within 10 s"))??;
         Ok(Scrape(samples(&page)))
     }
 
-    fn value(&self, series: &str, labels: &[&str]) -> f64 {
-        self.0
-            .iter()
-            .filter(|(k, _)| {
-                k.strip_prefix(series)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
-                    && labels.iter().all(|l| k.contains(l))
-            })
-            .map(|(_, v)| *v)
-            .sum()
+    fn value(&self, name: &str, labels: &[&str]) -> f64 {
+        series(&self.0, name, labels).sum()
     }
 
     /// Each stage between `self` (before) and `after`.
@@ -109,7 +99,8 @@ impl Scrape {
     }
 }
 
-async fn metrics_addr(c: &Cluster, node: &str) -> anyhow::Result<String> {
+/// Where `node` serves its metrics, from its heartbeat.
+pub async fn metrics_addr(c: &Cluster, node: &str) -> anyhow::Result<String> {
     let mut beats = c.client.heartbeats().await?;
     let found = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(hb) = beats.next().await {
@@ -125,18 +116,6 @@ async fn metrics_addr(c: &Cluster, node: &str) -> anyhow::Result<String> {
         Ok(None) => anyhow::bail!("{node} announces no metrics address"),
         Err(_) => anyhow::bail!("no heartbeat from {node} within 10 s"),
     }
-}
-
-async fn get_metrics(addr: &str) -> anyhow::Result<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    let (_, body) = out
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("{addr} sent no HTTP response"))?;
-    Ok(body.to_owned())
 }
 
 #[cfg(test)]

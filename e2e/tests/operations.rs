@@ -1,13 +1,12 @@
 //! Operating a node: Prometheus metrics, the NATS micro protocol, JSON logs.
 
 use ddb_e2e::*;
-use ddb_testsupport::prometheus::samples;
+use ddb_testsupport::prometheus::{self, samples};
 use ddb_testsupport::NatsServer;
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A cluster whose nodes serve metrics on free ports and log JSON with the default filter.
 async fn observed_cluster() -> Cluster {
@@ -28,30 +27,17 @@ async fn observed_cluster() -> Cluster {
 
 /// `GET path` on `addr`; the status line and the body.
 async fn http_get(addr: &str, path: &str) -> (String, String) {
-    within(10, &format!("GET {path} from {addr}"), async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
-        (
-            head.lines().next().unwrap_or("").to_owned(),
-            body.to_owned(),
-        )
-    })
+    within(
+        10,
+        &format!("GET {path} from {addr}"),
+        prometheus::http_get(addr, path),
+    )
     .await
+    .expect("an HTTP response")
 }
 
 fn value(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> Option<f64> {
-    samples
-        .iter()
-        .find(|(k, _)| {
-            (k.as_str() == name || k.starts_with(&format!("{name}{{")))
-                && labels.iter().all(|l| k.contains(l))
-        })
-        .map(|(_, v)| *v)
+    prometheus::series(samples, name, labels).next()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

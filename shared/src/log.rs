@@ -381,14 +381,10 @@ impl Log {
     /// The stream seq of the last entry of `db`, 0 when it has none.
     pub async fn last_seq_of(&self, db: &Name) -> Result<u64, DdbError> {
         let stream = self.stream_handle().await?;
-        match stream
+        let last = stream
             .get_last_raw_message_by_subject(&self.subjects.log(db.as_str()))
-            .await
-        {
-            Ok(m) => Ok(m.sequence),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
-            Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
-        }
+            .await;
+        Ok(found(last)?.map_or(0, |m| m.sequence))
     }
 
     /// The entries of `db` after stream seq `after`, in order (at most `max`).
@@ -403,17 +399,16 @@ impl Log {
         let mut out = Vec::new();
         let mut next = after + 1;
         while out.len() < max {
-            match stream
-                .get_first_raw_message_by_subject(&subject, next)
-                .await
-            {
-                Ok(m) => {
-                    next = m.sequence + 1;
-                    out.push((m.sequence, m.payload));
-                }
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
-                Err(e) => return Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
-            }
+            let Some(m) = found(
+                stream
+                    .get_first_raw_message_by_subject(&subject, next)
+                    .await,
+            )?
+            else {
+                break;
+            };
+            next = m.sequence + 1;
+            out.push((m.sequence, m.payload));
         }
         Ok(out)
     }
@@ -496,20 +491,22 @@ impl Log {
 /// Trimming (node/snapshots/trim.rs): the log's size, a database's first and last entries,
 /// purges below a snapshot, and telling the holes purges leave from lost entries.
 impl Log {
-    async fn admin_stream(&self) -> Result<stream::Stream, DdbError> {
+    /// The stream for gets and purges, on the longer timeout, without its info.
+    async fn admin_handle(&self) -> Result<stream::Stream<()>, DdbError> {
         self.admin
-            .get_stream(self.subjects.stream())
+            .get_stream_no_info(self.subjects.stream())
             .await
             .map_err(|e| DdbError::unavailable(format!("log stream unavailable: {e}")))
     }
 
     pub async fn usage(&self) -> Result<Usage, DdbError> {
-        let mut stream = self.admin_stream().await?;
-        let info = stream
-            .info()
+        // Looking the stream up returns its state: one request.
+        let stream = self
+            .admin
+            .get_stream(self.subjects.stream())
             .await
             .map_err(|e| DdbError::unavailable(format!("cannot read the log's state: {e}")))?;
-        let state = &info.state;
+        let state = &stream.cached_info().state;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -529,47 +526,35 @@ impl Log {
 
     /// The seq of the oldest entry of `db` still in the log, if any.
     pub async fn first_seq_of(&self, db: &Name) -> Result<Option<u64>, DdbError> {
-        let stream = self.admin_stream().await?;
-        match stream
+        let stream = self.admin_handle().await?;
+        let first = stream
             .get_first_raw_message_by_subject(self.subjects.log(db.as_str()), 1)
-            .await
-        {
-            Ok(m) => Ok(Some(m.sequence)),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
-        }
+            .await;
+        Ok(found(first)?.map(|m| m.sequence))
     }
 
     /// The last entry of `db`: its seq and body.
     pub async fn last_of(&self, db: &Name) -> Result<Option<(u64, bytes::Bytes)>, DdbError> {
-        let stream = self.admin_stream().await?;
-        match stream
+        let stream = self.admin_handle().await?;
+        let last = stream
             .get_last_raw_message_by_subject(&self.subjects.log(db.as_str()))
-            .await
-        {
-            Ok(m) => Ok(Some((m.sequence, m.payload))),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
-        }
+            .await;
+        Ok(found(last)?.map(|m| (m.sequence, m.payload)))
     }
 
     /// The seq of the first entry of any database at or after `seq`, if any.
     pub async fn first_seq_from(&self, seq: u64) -> Result<Option<u64>, DdbError> {
-        let stream = self.admin_stream().await?;
-        match stream
+        let stream = self.admin_handle().await?;
+        let first = stream
             .get_first_raw_message_by_subject(self.subjects.log_all(), seq)
-            .await
-        {
-            Ok(m) => Ok(Some(m.sequence)),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
-        }
+            .await;
+        Ok(found(first)?.map(|m| m.sequence))
     }
 
     /// Removes the entries of `db` below `seq` (the entry at `seq` stays). Returns how many
     /// went.
     pub async fn purge_below(&self, db: &Name, seq: u64) -> Result<u64, DdbError> {
-        let stream = self.admin_stream().await?;
+        let stream = self.admin_handle().await?;
         let subject = self.subjects.log(db.as_str());
         let r = stream
             .purge()
@@ -589,6 +574,17 @@ impl Log {
         }
         let first = tokio::time::timeout(Duration::from_secs(2), self.first_seq_from(from)).await;
         matches!(first, Ok(Ok(Some(seq))) if seq >= to)
+    }
+}
+
+/// A message get's answer: the entry, or none when the log has no such entry.
+fn found(
+    got: Result<jetstream::message::StreamMessage, stream::LastRawMessageError>,
+) -> Result<Option<jetstream::message::StreamMessage>, DdbError> {
+    match got {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(DdbError::unavailable(format!("cannot read the log: {e}"))),
     }
 }
 

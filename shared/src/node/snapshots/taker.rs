@@ -114,16 +114,8 @@ async fn scheduled_work(node: NodeRef, log: Log) {
     let settings = node.cfg.snapshots;
     for db in usable_databases(&node) {
         let due = |node: &NodeRef| node.snapshots.due(db.as_str(), &settings, Instant::now());
-        if due(&node) {
-            // Due again once it is this pass's turn: a snapshot taken meanwhile (`ddb
-            // snapshot`) restarted the count, and another of the same seq would replace it.
-            let _one = node.snapshots.taking.lock().await;
-            if !due(&node) {
-                continue;
-            }
-            if let Err(e) = take_in_turn(&node, &db, None).await {
-                tracing::warn!(node = %node.name(), db = %db, error = %e, "scheduled snapshot failed");
-            }
+        if let Err(e) = take_if_wanted(&node, &db, due).await {
+            tracing::warn!(node = %node.name(), db = %db, error = %e, "scheduled snapshot failed");
         }
     }
     let (max_bytes, max_age) = (node.cfg.stream.max_bytes, node.cfg.stream.max_age);
@@ -153,7 +145,15 @@ async fn trim_log(node: &NodeRef, log: &Log) -> Result<(), DdbError> {
         };
         // A snapshot can only be at or below the database's last entry: one named above it
         // was not taken by ddb, and trusting it would purge entries nothing covers.
-        let covered = snapshot_at(node, &db, last.0).await?;
+        let at_last = |node: &NodeRef| {
+            node.snapshots
+                .newest(db.as_str())
+                .is_some_and(|s| s.seq == last.0)
+        };
+        let covered = match take_if_wanted(node, &db, |node| !at_last(node)).await? {
+            Some(taken) => taken.seq,
+            None => last.0,
+        };
         if covered > last.0 {
             continue;
         }
@@ -234,20 +234,22 @@ pub(super) async fn take(
     take_in_turn(node, db, progress_to).await
 }
 
-/// The seq of a snapshot of `db` at `seq`, its last entry: the newest one when it is at that
-/// seq, else a new one. Checked again once it is this caller's turn to take one: a snapshot
-/// another caller was taking meanwhile (`ddb snapshot`, the schedule) may be that one, and
-/// taking the same seq again would only replace it with a copy.
-async fn snapshot_at(node: &NodeRef, db: &Name, seq: u64) -> Result<u64, DdbError> {
-    let at = |node: &NodeRef| node.snapshots.newest(db.as_str()).filter(|s| s.seq == seq);
-    if let Some(s) = at(node) {
-        return Ok(s.seq);
+/// Takes a snapshot of `db` if `wanted` says one is, asked again once it is this caller's
+/// turn: a snapshot another caller took meanwhile (`ddb snapshot`, the schedule, the trim)
+/// may be the one wanted, and another of the same seq would only replace it under its name.
+async fn take_if_wanted(
+    node: &NodeRef,
+    db: &Name,
+    wanted: impl Fn(&NodeRef) -> bool,
+) -> Result<Option<TakenSnapshot>, DdbError> {
+    if !wanted(node) {
+        return Ok(None);
     }
     let _one = node.snapshots.taking.lock().await;
-    match at(node) {
-        Some(s) => Ok(s.seq),
-        None => Ok(take_in_turn(node, db, None).await?.seq),
+    if !wanted(node) {
+        return Ok(None);
     }
+    take_in_turn(node, db, None).await.map(Some)
 }
 
 /// [`take`] once the caller holds `node.snapshots.taking`.
