@@ -291,9 +291,11 @@ pub fn render(r: &Report) -> String {
                 )
             } else {
                 format!(
-                    "NATS req-reply 64 in flight {:.0}/s ({:.2})",
+                    "NATS req-reply 64 in flight {:.0}/s ({:.2}); to 3 responders in a queue group {:.0}/s ({:.2})",
                     l.nats_req_64_per_s,
-                    rd.per_s / l.nats_req_64_per_s.max(1.0)
+                    rd.per_s / l.nats_req_64_per_s.max(1.0),
+                    l.nats_req_64_queue_of_3_per_s,
+                    rd.per_s / l.nats_req_64_queue_of_3_per_s.max(1.0)
                 )
             },
         );

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 pub struct Limits {
     pub nats_req_1: Summary,
     pub nats_req_64_per_s: f64,
+    /// 64 in flight to three echo responders in one queue group (as `ddb.reads` spreads
+    /// reads over three nodes): what spreading itself costs on this machine.
+    pub nats_req_64_queue_of_3_per_s: f64,
     pub js_pub_1: Summary,
     pub js_pub_1_per_s: f64,
     /// One in flight while two pull consumers read every message (as the slaves do).
@@ -35,17 +38,8 @@ pub async fn measure(
 
     // An echo responder, the cheapest possible request-reply: on its own connection and
     // thread, as a ddb node is its own process.
-    let echo = echo(nats_url).await?;
-    // The responder's subscription reaches the server on its own connection: wait until it
-    // answers before timing anything.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.request("bench.echo", PAYLOAD.into()).await.is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the echo responder never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let responder = echo(nats_url, None).await?;
+    answered(&client, "bench.echo").await?;
     let mut lat = Samples::default();
     let end = Instant::now() + window;
     while Instant::now() < end {
@@ -54,19 +48,18 @@ pub async fn measure(
         lat.push(t.elapsed());
     }
     out.nats_req_1 = lat.summary();
-    let count = std::sync::atomic::AtomicU64::new(0);
-    let started = Instant::now();
-    let end = started + window;
-    futures::future::join_all((0..64).map(|_| async {
-        while Instant::now() < end {
-            if client.request("bench.echo", PAYLOAD.into()).await.is_ok() {
-                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-    }))
-    .await;
-    out.nats_req_64_per_s = per_second(count.into_inner(), started.elapsed());
-    echo.stop();
+    out.nats_req_64_per_s = rate_64_in_flight(&client, "bench.echo", window).await;
+    responder.stop();
+    let responders = [
+        echo(nats_url, Some("echoes")).await?,
+        echo(nats_url, Some("echoes")).await?,
+        echo(nats_url, Some("echoes")).await?,
+    ];
+    answered(&client, "bench.echo").await?;
+    out.nats_req_64_queue_of_3_per_s = rate_64_in_flight(&client, "bench.echo", window).await;
+    for r in responders {
+        r.stop();
+    }
 
     // JetStream publish with ack: one in flight, then pipelined with a window of acks.
     let js = jetstream::new(client.clone());
@@ -245,10 +238,50 @@ impl OwnThread {
     }
 }
 
-/// An echo responder on `bench.echo`.
-async fn echo(nats_url: &str) -> anyhow::Result<OwnThread> {
-    OwnThread::start(nats_url, |client| async move {
-        let mut sub = client.subscribe("bench.echo").await?;
+/// Requests answered per second with 64 in flight for `window`.
+async fn rate_64_in_flight(client: &async_nats::Client, subject: &str, window: Duration) -> f64 {
+    let count = std::sync::atomic::AtomicU64::new(0);
+    let started = Instant::now();
+    let end = started + window;
+    futures::future::join_all((0..64).map(|_| async {
+        while Instant::now() < end {
+            if client
+                .request(subject.to_owned(), PAYLOAD.into())
+                .await
+                .is_ok()
+            {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }))
+    .await;
+    per_second(count.into_inner(), started.elapsed())
+}
+
+/// Waits until `subject` is answered: a responder's subscription reaches the server on its
+/// own connection, so nothing is timed before it answers.
+async fn answered(client: &async_nats::Client, subject: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .request(subject.to_owned(), PAYLOAD.into())
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(Instant::now() < deadline, "nothing answered on {subject}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// An echo responder on `bench.echo`, in `queue` when given.
+async fn echo(nats_url: &str, queue: Option<&'static str>) -> anyhow::Result<OwnThread> {
+    OwnThread::start(nats_url, move |client| async move {
+        let mut sub = match queue {
+            None => client.subscribe("bench.echo").await?,
+            Some(q) => client.queue_subscribe("bench.echo", q.into()).await?,
+        };
+        // The server has the subscription once it answers the flush's ping.
+        client.flush().await?;
         Ok(async move {
             while let Some(m) = sub.next().await {
                 if let Some(r) = m.reply {

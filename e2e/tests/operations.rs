@@ -315,4 +315,49 @@ async fn reads_spread_over_every_node_and_keep_read_your_writes() {
     );
     let r = ask(json!({"op":"CHECKSUM","db":"rd"})).await;
     assert_eq!(r["tables"][0]["rows"], 60, "{r}");
+    #[cfg(target_os = "linux")]
+    {
+        // A slave lowers its priority (`--nice`, 10 by default) for everything but the thread
+        // that answers readers; the master lowers nothing.
+        // (Linux shows the first 15 bytes of a thread's name.)
+        let reads_thread = |name: &String| name.starts_with("ddb-reads-");
+        let slave = thread_priorities(c.pid("slave1").expect("slave1 runs"));
+        let started = slave
+            .iter()
+            .find(|(name, _)| reads_thread(name))
+            .map(|(_, nice)| *nice)
+            .unwrap_or_else(|| panic!("slave1 has a reads thread: {slave:?}"));
+        assert!(
+            slave
+                .iter()
+                .all(|(name, nice)| reads_thread(name) || *nice >= started + 10),
+            "{slave:?}"
+        );
+        let master = thread_priorities(c.pid("master").expect("the master runs"));
+        assert!(
+            !master.iter().any(|(name, _)| reads_thread(name)),
+            "{master:?}"
+        );
+    }
+}
+
+/// Each thread's name and nice value, from /proc.
+#[cfg(target_os = "linux")]
+fn thread_priorities(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        // A thread may end while this reads.
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue;
+        };
+        // The fields after the parenthesised name: the 19th field of stat is nice.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = after_name.split(' ').nth(16).unwrap().parse().unwrap();
+        out.push((comm.trim().to_owned(), nice));
+    }
+    out
 }

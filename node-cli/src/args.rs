@@ -3,7 +3,6 @@
 //! the same values `NodeConfig::new` starts from.
 
 use crate::logging::LogFormat;
-use crate::priority::lower_priority_to;
 use ddb::connect::{NatsOptions, DEFAULT_NATS};
 use ddb::log::StreamSettings;
 use ddb::node::{defaults, NodeConfig, Role};
@@ -136,24 +135,21 @@ pub struct NodeArgs {
     /// Log lines as plain text or as JSON objects (one per line, for log shippers).
     #[arg(long, env = "DDB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// CPU priority (Unix nice value) this node lowers itself to at start; 0 leaves it as
-    /// started. Slaves default to 10: applying the log is background work, and on a host shared
-    /// with the master or nats-server it should leave the CPU to the write path.
+    /// CPU priority (Unix nice value) this node lowers itself to at start, all but the thread
+    /// that answers `<prefix>.reads`; 0 leaves it as started. Slaves default to 10: applying
+    /// the log is background work, and on a host shared with the master or nats-server it
+    /// should leave the CPU to the write path; answering readers is not background work.
     #[arg(long, env = "DDB_NICE", allow_negative_numbers = true)]
     pub nice: Option<i32>,
 }
 
 impl NodeArgs {
-    /// Applies `--nice` (or the role's default). Call it before the node starts its threads:
-    /// threads started afterwards inherit the priority, threads started before keep theirs.
-    pub fn set_cpu_priority(&self, role: Role) {
-        let nice = self.nice.unwrap_or(match role {
+    /// `--nice`, or the role's default.
+    pub fn nice_for(&self, role: Role) -> i32 {
+        self.nice.unwrap_or(match role {
             Role::Master => 0,
             Role::Slave => defaults::SLAVE_NICE,
-        });
-        if nice != 0 {
-            lower_priority_to(nice);
-        }
+        })
     }
 
     pub fn into_config(self, name: &str) -> NodeConfig {

@@ -51,9 +51,13 @@ pub async fn node_main(role: Role) -> Result<(), NodeError> {
         });
     let cli = NodeCli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     init_tracing_as(cli.node.log_format);
-    cli.node.set_cpu_priority(role);
-    let config = cli.node.into_config(&cli.name);
-    run(role, config, shutdown_signal()).await
+    // Before the node starts any thread: those started later inherit the lowered priority.
+    let reads = priority::lower_all_but_reads(cli.node.nice_for(role), &cli.name);
+    let mut config = cli.node.into_config(&cli.name);
+    config.reads_runtime = reads.as_ref().map(|r| r.handle());
+    let result = run(role, config, shutdown_signal()).await;
+    drop(reads);
+    result
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

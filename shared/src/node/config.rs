@@ -53,6 +53,11 @@ pub struct NodeConfig {
     pub op_id_max: u64,
     /// When the master snapshots each database (README "Snapshots, retention and bootstrap").
     pub snapshots: super::snapshot_state::SnapshotSettings,
+    /// Where `<prefix>.reads` is served, over a NATS connection of its own; `None` serves it
+    /// with the node's other requests. The node binaries give a thread that keeps the
+    /// priority the node started with when `--nice` lowers the rest: the replica's apply
+    /// work is background work, its answers to readers are not.
+    pub reads_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl NodeConfig {
@@ -73,6 +78,7 @@ impl NodeConfig {
             op_id_window: Duration::from_secs(defaults::OP_ID_WINDOW_S),
             op_id_max: defaults::OP_ID_MAX,
             snapshots: Default::default(),
+            reads_runtime: None,
         }
     }
 

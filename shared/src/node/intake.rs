@@ -1,7 +1,8 @@
 //! Requests in: `<prefix>.node.<name>` always, `<prefix>.ops` (queue group `writers`) while
 //! this node takes writes, `<prefix>.reads` (queue group `readers`, reads only) once it has
-//! started. Every request gets a typed reply; a message without a reply subject
-//! (`nats pub`) that fails is logged instead.
+//! started, with the other requests or, when the configuration gives a runtime of its own,
+//! there over a connection of its own. Every request gets a typed reply; a message without a
+//! reply subject (`nats pub`) that fails is logged instead.
 
 use super::job::Job;
 use super::reply_to::ReplyTo;
@@ -12,7 +13,7 @@ use crate::heartbeat::Mode;
 use crate::op::{parse_request, Op, ReadOp};
 use crate::reply::Reply;
 use crate::subjects::{READERS_QUEUE, WRITERS_QUEUE};
-use async_nats::{Message, Subscriber};
+use async_nats::{Client, Message, Subscriber};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,30 +24,44 @@ use tokio_util::sync::CancellationToken;
 const MAX_IN_FLIGHT: usize = 8192;
 
 pub(crate) async fn run(node: NodeRef, writers: Arc<Writers>, stop: CancellationToken) {
-    let Some(mut direct) = subscribe(&node, &stop, None).await else {
+    let client = node.client.clone();
+    let Some(mut direct) = subscribe(&node, &client, &stop, None).await else {
         return;
     };
+    let reads_elsewhere = node.cfg.reads_runtime.clone().map(|rt| {
+        rt.spawn(reads_on_own_connection(
+            node.clone(),
+            writers.clone(),
+            stop.clone(),
+        ))
+    });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut ops: Option<Subscriber> = None;
     let mut reads: Option<Subscriber> = None;
     let mut mode = node.watch_mode();
     loop {
         let current = *mode.borrow_and_update();
-        // A master still replaying the log would only make reads wait: it joins when it is
-        // done. Replicas serve reads at once (a read's min_seq waits for what it needs).
-        if current != Mode::Starting && reads.is_none() {
-            reads = subscribe_to(&node, &stop, node.subjects.reads(), Some(READERS_QUEUE)).await;
+        // Served here unless elsewhere, and as there only once the node has started.
+        if reads_elsewhere.is_none() && current != Mode::Starting && reads.is_none() {
+            reads = subscribe_to(
+                &client,
+                &node,
+                &stop,
+                node.subjects.reads(),
+                Some(READERS_QUEUE),
+            )
+            .await;
         }
         let takes_writes = matches!(current, Mode::Master | Mode::Failover);
         if takes_writes && ops.is_none() {
-            ops = subscribe(&node, &stop, Some(WRITERS_QUEUE)).await;
+            ops = subscribe(&node, &client, &stop, Some(WRITERS_QUEUE)).await;
             tracing::info!(node = %node.name(), subject = %node.subjects.ops(), "intake open");
         } else if !takes_writes {
             if let Some(mut sub) = ops.take() {
                 let _ = sub.unsubscribe().await;
                 // What was already delivered to us is still answered.
                 while let Some(Some(m)) = futures::FutureExt::now_or_never(sub.next()) {
-                    handle(&node, &writers, &in_flight, m).await;
+                    handle(&node, &client, &writers, &in_flight, m).await;
                 }
                 tracing::info!(node = %node.name(), subject = %node.subjects.ops(), "intake closed");
             }
@@ -59,10 +74,10 @@ pub(crate) async fn run(node: NodeRef, writers: Arc<Writers>, stop: Cancellation
             m = next_or_pending(&mut reads) => m,
         };
         match msg {
-            Some(m) => handle(&node, &writers, &in_flight, m).await,
+            Some(m) => handle(&node, &client, &writers, &in_flight, m).await,
             None => {
                 tracing::warn!(node = %node.name(), "subscription ended; resubscribing");
-                match subscribe(&node, &stop, None).await {
+                match subscribe(&node, &client, &stop, None).await {
                     Some(s) => direct = s,
                     None => break,
                 }
@@ -75,7 +90,84 @@ pub(crate) async fn run(node: NodeRef, writers: Arc<Writers>, stop: Cancellation
     for mut sub in [ops, reads].into_iter().flatten() {
         let _ = sub.unsubscribe().await;
     }
-    // Wait for requests in hand to be answered.
+    answered_in_hand(&in_flight).await;
+    if let Some(reads) = reads_elsewhere {
+        let _ = reads.await;
+    }
+}
+
+/// `<prefix>.reads` on the runtime it was given, over a connection of its own: readers are
+/// answered by a thread that neither waits behind the log's traffic on the node's connection
+/// nor shares the priority of the apply work. A master still replaying the log would only
+/// make reads wait: it joins when it is done. Replicas serve reads at once (a read's min_seq
+/// waits for what it needs).
+async fn reads_on_own_connection(node: NodeRef, writers: Arc<Writers>, stop: CancellationToken) {
+    let mut options = node.cfg.nats.clone();
+    options.name = Some(format!("ddb-{}-reads", node.name()));
+    let connected = tokio::select! {
+        _ = stop.cancelled() => return,
+        c = options.connect() => c,
+    };
+    let client = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            // Reads still reach this node through its direct subject.
+            tracing::warn!(node = %node.name(), error = %e, "cannot open the reads connection; not serving {}", node.subjects.reads());
+            return;
+        }
+    };
+    let mut mode = node.watch_mode();
+    while *mode.borrow_and_update() == Mode::Starting {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = mode.changed() => if changed.is_err() { return },
+        }
+    }
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let Some(mut reads) = subscribe_to(
+        &client,
+        &node,
+        &stop,
+        node.subjects.reads(),
+        Some(READERS_QUEUE),
+    )
+    .await
+    else {
+        return;
+    };
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = reads.next() => m,
+        };
+        match msg {
+            Some(m) => handle(&node, &client, &writers, &in_flight, m).await,
+            None => {
+                tracing::warn!(node = %node.name(), "reads subscription ended; resubscribing");
+                match subscribe_to(
+                    &client,
+                    &node,
+                    &stop,
+                    node.subjects.reads(),
+                    Some(READERS_QUEUE),
+                )
+                .await
+                {
+                    Some(s) => reads = s,
+                    None => break,
+                }
+            }
+        }
+    }
+    let _ = reads.unsubscribe().await;
+    answered_in_hand(&in_flight).await;
+    if let Err(e) = client.drain().await {
+        tracing::warn!(node = %node.name(), error = %e, "draining the reads connection failed");
+    }
+}
+
+/// Waits for the requests in hand to be answered.
+async fn answered_in_hand(in_flight: &Semaphore) {
     let _ = tokio::time::timeout(
         Duration::from_secs(10),
         in_flight.acquire_many(MAX_IN_FLIGHT as u32),
@@ -92,6 +184,7 @@ async fn next_or_pending(sub: &mut Option<Subscriber>) -> Option<Message> {
 
 async fn subscribe(
     node: &NodeRef,
+    client: &Client,
     stop: &CancellationToken,
     queue: Option<&str>,
 ) -> Option<Subscriber> {
@@ -99,10 +192,11 @@ async fn subscribe(
         None => node.subjects.node(node.name()),
         Some(_) => node.subjects.ops(),
     };
-    subscribe_to(node, stop, subject, queue).await
+    subscribe_to(client, node, stop, subject, queue).await
 }
 
 async fn subscribe_to(
+    client: &Client,
     node: &NodeRef,
     stop: &CancellationToken,
     subject: String,
@@ -110,12 +204,8 @@ async fn subscribe_to(
 ) -> Option<Subscriber> {
     loop {
         let r = match queue {
-            None => node.client.subscribe(subject.clone()).await,
-            Some(q) => {
-                node.client
-                    .queue_subscribe(subject.clone(), q.to_owned())
-                    .await
-            }
+            None => client.subscribe(subject.clone()).await,
+            Some(q) => client.queue_subscribe(subject.clone(), q.to_owned()).await,
         };
         match r {
             Ok(s) => return Some(s),
@@ -130,12 +220,19 @@ async fn subscribe_to(
     }
 }
 
-async fn handle(node: &NodeRef, writers: &Arc<Writers>, in_flight: &Arc<Semaphore>, msg: Message) {
+/// Answers `msg`, which came in over `via`.
+async fn handle(
+    node: &NodeRef,
+    via: &Client,
+    writers: &Arc<Writers>,
+    in_flight: &Arc<Semaphore>,
+    msg: Message,
+) {
     let received = Instant::now();
     let Ok(permit) = in_flight.clone().acquire_owned().await else {
         return;
     };
-    let to = ReplyTo::new(msg.reply, msg.subject, received, permit);
+    let to = ReplyTo::new(via.clone(), msg.reply, msg.subject, received, permit);
     let request = match parse_request(&msg.payload, &node.cfg.limits) {
         Ok(r) => r,
         Err(e) => return to.send(node, "?", "?", Err(e)).await,

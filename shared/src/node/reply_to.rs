@@ -18,23 +18,26 @@ pub(crate) struct ReplyTo {
 }
 
 enum Destination {
-    /// The message's reply subject; `None` for a message sent without one (`nats pub`).
-    Nats(Option<Subject>),
+    /// The message's reply subject (`None` for a message sent without one: `nats pub`), and
+    /// the connection it came in on, which answers it.
+    Nats(Option<Subject>, async_nats::Client),
     /// Handed back in the process: how unit tests drive the writer without a server.
     #[cfg(test)]
     Local(tokio::sync::oneshot::Sender<Reply>),
 }
 
 impl ReplyTo {
-    /// The reply to a message that came in on `origin` at `received`, holding its permit.
+    /// The reply to a message that came in on `origin` over `via` at `received`, holding its
+    /// permit.
     pub fn new(
+        via: async_nats::Client,
         subject: Option<Subject>,
         origin: Subject,
         received: Instant,
         permit: OwnedSemaphorePermit,
     ) -> Self {
         ReplyTo {
-            to: Destination::Nats(subject),
+            to: Destination::Nats(subject, via),
             origin,
             received,
             _permit: permit,
@@ -114,8 +117,8 @@ impl ReplyTo {
         node.micro.record(endpoint, took, error_text.as_deref());
         // Outside tests the match has one arm.
         #[allow(clippy::infallible_destructuring_match)]
-        let to = match self.to {
-            Destination::Nats(to) => to,
+        let (to, via) = match self.to {
+            Destination::Nats(to, via) => (to, via),
             #[cfg(test)]
             Destination::Local(tx) => {
                 let _ = tx.send(reply);
@@ -137,7 +140,7 @@ impl ReplyTo {
             ));
             bytes = Reply::error(node.name(), &e).to_bytes();
         }
-        if let Err(e) = node.client.publish(to, bytes.into()).await {
+        if let Err(e) = via.publish(to, bytes.into()).await {
             tracing::warn!(node = %node.name(), error = %e, "cannot send a reply");
         }
     }
