@@ -180,6 +180,7 @@ async fn run_suite(store: Arc<dyn Store>, prefix: &str) {
     search_extras(&h).await;
     error_codes(&h).await;
     transactions(&h).await;
+    group_committed_inserts(&h).await;
     hostile_values(&h).await;
     checksums(&h).await;
     applied_seqs(&h).await;
@@ -619,6 +620,84 @@ async fn transactions(h: &Harness) {
         3
     );
     h.ok(json!({"op":"DROP_DB","db":"txn"})).await;
+}
+
+/// A group commit's single-row INSERTs into one table run as multi-row statements: each op
+/// still gets its own result, and a failing one leaves the others applied.
+async fn group_committed_inserts(h: &Harness) {
+    h.ok(json!({"op":"CREATE_DB","db":"grp"})).await;
+    for table in ["t", "u"] {
+        h.ok(json!({"op":"CREATE_TABLE","db":"grp","table":table,
+            "data":{"id":"int","v":"string"},"primary_key":"id"}))
+            .await;
+    }
+    let db = Name::parse_db(&h.db("grp")).unwrap();
+    let insert = |table: &str, row: Json| {
+        h.write_op(json!({"op":"INSERT","db":"grp","table":table,"data":row}))
+    };
+    let db = &db;
+    let run = |ops: Vec<Arc<ddb::WriteOp>>, seq: u64| async move {
+        let mut txn = bounded(h.store.begin(db, None)).await.unwrap();
+        let results = bounded(txn.execute(ops)).await;
+        bounded(txn.commit(seq)).await.unwrap();
+        results
+            .into_iter()
+            .map(|r| r.map(|a| a.affected).map_err(|e| e.code))
+            .collect::<Vec<_>>()
+    };
+    // Rows of different shapes (a column left out, a NULL), two tables, an UPDATE between.
+    let results = run(
+        vec![
+            insert("t", json!({"id":1,"v":"a"})),
+            insert("t", json!({"id":2})),
+            insert("t", json!({"id":3,"v":null})),
+            insert("u", json!({"id":1,"v":"u1"})),
+            insert("u", json!({"id":2,"v":"u2"})),
+            h.write_op(
+                json!({"op":"UPDATE","db":"grp","table":"u","data":{"v":"x"},"condition":{"id":2}}),
+            ),
+            insert("t", json!({"id":4,"v":"d"})),
+        ],
+        10,
+    )
+    .await;
+    assert_eq!(
+        results,
+        vec![Ok(1), Ok(1), Ok(1), Ok(1), Ok(1), Ok(1), Ok(1)]
+    );
+    // A duplicate key and an unknown column among them: those two fail alone.
+    let results = run(
+        vec![
+            insert("t", json!({"id":10,"v":"j"})),
+            insert("t", json!({"id":1,"v":"again"})),
+            insert("t", json!({"id":11,"v":"k"})),
+            insert("t", json!({"id":12,"nope":"l"})),
+            insert("t", json!({"id":13,"v":"m"})),
+        ],
+        11,
+    )
+    .await;
+    assert!(
+        matches!(results[1], Err(ErrorCode::Constraint)),
+        "{results:?}"
+    );
+    assert!(results[3].is_err(), "{results:?}");
+    assert_eq!(
+        [&results[0], &results[2], &results[4]],
+        [&Ok(1), &Ok(1), &Ok(1)],
+        "{results:?}"
+    );
+    assert_eq!(
+        h.rows(json!({"op":"SEARCH","db":"grp","table":"t"})).await,
+        json!([{"id":1,"v":"a"},{"id":2,"v":null},{"id":3,"v":null},{"id":4,"v":"d"},
+            {"id":10,"v":"j"},{"id":11,"v":"k"},{"id":13,"v":"m"}])
+    );
+    assert_eq!(
+        h.rows(json!({"op":"SEARCH","db":"grp","table":"u"})).await,
+        json!([{"id":1,"v":"u1"},{"id":2,"v":"x"}])
+    );
+    assert_eq!(bounded(h.store.applied_seq(db)).await.unwrap(), 11);
+    h.ok(json!({"op":"DROP_DB","db":"grp"})).await;
 }
 
 async fn hostile_values(h: &Harness) {

@@ -4,10 +4,10 @@
 use super::{load_schema, log_statement, table_names, Backend, SqlConn, SqlStore};
 use crate::error::{DdbError, ErrorCode};
 use crate::name::Name;
-use crate::op::{Expect, IndexDef, TableSchema, WriteOp};
+use crate::op::{Expect, IndexDef, Insert, TableSchema, WriteOp};
 use crate::sql::{Dialect, Statement};
 use crate::store::{Applied, WriteTxn};
-use crate::value::{ColumnType, Value};
+use crate::value::{ColumnType, Scalar, Value};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -254,18 +254,76 @@ impl<B: Backend> Txn<B> {
             return Err(e.clone());
         }
         let result = self.execute_inner(op).await;
-        if result.is_err() && !self.created && !self.dropped {
-            if let Some(conn) = self.conn.as_mut() {
-                if !conn.in_transaction() {
-                    tracing::warn!(db = %self.db, op = op.name(), "the engine rolled back the whole transaction; failing every op of it");
-                    self.aborted = Some(DdbError::unavailable(format!(
-                        "the store rolled back this write's transaction after another op in it failed ({}); nothing was applied: retry",
-                        result.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
-                    )));
-                }
-            }
+        if let Err(e) = &result {
+            self.note_if_rolled_back(op.name(), e);
         }
         result
+    }
+
+    /// After a failure: if the engine rolled back the whole transaction, every op of it fails.
+    fn note_if_rolled_back(&mut self, op: &str, e: &DdbError) {
+        if self.created || self.dropped {
+            return;
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            if !conn.in_transaction() {
+                tracing::warn!(db = %self.db, op, "the engine rolled back the whole transaction; failing every op of it");
+                self.aborted = Some(DdbError::unavailable(format!(
+                    "the store rolled back this write's transaction after another op in it failed ({e}); nothing was applied: retry"
+                )));
+            }
+        }
+    }
+
+    /// Single-row INSERTs into one table, as a group commit gathers them, in multi-row
+    /// statements under one savepoint: one statement text, one cached program and one
+    /// execution per up to 100 rows instead of per op. False (nothing of them applied) when
+    /// any of them fails; the caller then runs them one by one, so each gets its own result.
+    async fn insert_together(&mut self, inserts: &[&Insert]) -> bool {
+        if self.aborted.is_some() || inserts.iter().any(|i| i.db != self.db) {
+            return false;
+        }
+        let Ok(schema) = self.schema(&inserts[0].table).await else {
+            return false;
+        };
+        let rows: Vec<&Vec<(Name, Scalar)>> = inserts.iter().flat_map(|i| &i.rows).collect();
+        let d = self.dialect();
+        let Ok(statements) = d.insert_rows(&schema, &rows) else {
+            return false;
+        };
+        let deadline = self.op_timeout.map(|t| Instant::now() + t);
+        let Ok(conn) = self.conn_mut() else {
+            return false;
+        };
+        if conn.batch(d.savepoint_sql()).await.is_err() {
+            return false;
+        }
+        conn.set_deadline(deadline);
+        let mut failed = None;
+        for st in &statements {
+            log_statement(st);
+            if let Err(e) = conn.exec(st).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        conn.set_deadline(None);
+        match failed {
+            None => match d.release_sql() {
+                Some(sql) => conn.batch(sql).await.is_ok(),
+                None => true,
+            },
+            Some(e) => {
+                if conn.in_transaction() {
+                    for sql in d.rollback_to_savepoint_sql() {
+                        let _ = conn.batch(sql).await;
+                    }
+                } else {
+                    self.note_if_rolled_back("INSERT", &e);
+                }
+                false
+            }
+        }
     }
 
     async fn execute_inner(&mut self, op: &WriteOp) -> Result<Applied, DdbError> {
@@ -375,6 +433,25 @@ impl<B: Backend> Txn<B> {
     }
 }
 
+/// The single-row INSERTs at the start of `ops` that go into the same table as the first.
+fn single_row_inserts_into_one_table(ops: &[Arc<WriteOp>]) -> Vec<&Insert> {
+    let mut out: Vec<&Insert> = Vec::new();
+    for op in ops {
+        match &**op {
+            WriteOp::Insert(i)
+                if i.rows.len() == 1
+                    && out
+                        .first()
+                        .is_none_or(|f| f.db == i.db && f.table == i.table) =>
+            {
+                out.push(i)
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
 /// An UPDATE or DELETE that touched `n` rows, against its expectation.
 fn check_expect(expect: Option<Expect>, n: u64, op: &str) -> Result<u64, DdbError> {
     match expect {
@@ -397,8 +474,18 @@ impl<B: Backend> WriteTxn for Txn<B> {
 
     async fn execute(&mut self, ops: Vec<Arc<WriteOp>>) -> Vec<Result<Applied, DdbError>> {
         let mut out = Vec::with_capacity(ops.len());
-        for op in &ops {
-            out.push(self.execute_one(op).await);
+        let mut rest = &ops[..];
+        while !rest.is_empty() {
+            let inserts = single_row_inserts_into_one_table(rest);
+            if inserts.len() > 1 && self.insert_together(&inserts).await {
+                out.extend(inserts.iter().map(|_| Ok(Applied::rows(1))));
+                rest = &rest[inserts.len()..];
+                continue;
+            }
+            for op in &rest[..inserts.len().max(1)] {
+                out.push(self.execute_one(op).await);
+            }
+            rest = &rest[inserts.len().max(1)..];
         }
         // Ops that succeeded before the engine rolled everything back were undone too.
         if let Some(e) = &self.aborted {
