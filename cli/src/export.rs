@@ -138,7 +138,7 @@ async fn run(
 ) -> anyhow::Result<ExportReport> {
     let started = Instant::now();
     let (target, source) = if args.any {
-        (Target::AnyReplica, client.subjects().reads())
+        (Target::AnyReplica, client.subjects().reads().to_owned())
     } else {
         (Target::Node(args.node.clone()), args.node.clone())
     };

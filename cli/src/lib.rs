@@ -107,9 +107,9 @@ pub fn read_target(node: Option<&str>, any: bool) -> Target {
 /// The subject a target resolves to, for messages.
 pub fn subject_of(client: &DdbClient, target: &Target) -> String {
     match target {
-        Target::Writer => client.subjects().ops(),
+        Target::Writer => client.subjects().ops().to_owned(),
         Target::Node(n) => client.subjects().node(n),
-        Target::AnyReplica => client.subjects().reads(),
+        Target::AnyReplica => client.subjects().reads().to_owned(),
     }
 }
 

@@ -141,8 +141,8 @@ impl App {
     pub fn subject(&self, target: &Target) -> String {
         let subjects = ddb::subjects::Subjects::new(self.prefix());
         match target {
-            Target::Writer => subjects.ops(),
-            Target::AnyReplica => subjects.reads(),
+            Target::Writer => subjects.ops().to_owned(),
+            Target::AnyReplica => subjects.reads().to_owned(),
             Target::Node(n) => subjects.node(n),
         }
     }

@@ -61,9 +61,9 @@ impl DdbClient {
 
     fn subject(&self, target: &Target) -> String {
         match target {
-            Target::Writer => self.subjects.ops(),
+            Target::Writer => self.subjects.ops().to_owned(),
             Target::Node(name) => self.subjects.node(name),
-            Target::AnyReplica => self.subjects.reads(),
+            Target::AnyReplica => self.subjects.reads().to_owned(),
         }
     }
 

@@ -4,6 +4,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
     prefix: String,
+    // Compared with every request's subject: made once.
+    ops: String,
+    reads: String,
 }
 
 /// Queue group of the writers on the intake subject.
@@ -15,6 +18,8 @@ impl Subjects {
     pub fn new(prefix: &str) -> Self {
         Subjects {
             prefix: prefix.to_owned(),
+            ops: format!("{prefix}.ops"),
+            reads: format!("{prefix}.reads"),
         }
     }
 
@@ -23,14 +28,14 @@ impl Subjects {
     }
 
     /// Intake for writes (and any op): the master's queue group, slaves join in failover.
-    pub fn ops(&self) -> String {
-        format!("{}.ops", self.prefix)
+    pub fn ops(&self) -> &str {
+        &self.ops
     }
 
     /// Reads (SEARCH, CHECKSUM) from whichever node NATS picks: every node that serves
     /// requests is in one queue group there.
-    pub fn reads(&self) -> String {
-        format!("{}.reads", self.prefix)
+    pub fn reads(&self) -> &str {
+        &self.reads
     }
 
     /// Direct request-reply subject of one node.

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 const MAX_IN_FLIGHT: usize = 8192;
 
 pub(crate) async fn run(node: NodeRef, writers: Arc<Writers>, stop: CancellationToken) {
-    let client = node.client.clone();
-    let Some(mut direct) = subscribe(&node, &client, &stop, None).await else {
+    let client = &node.client;
+    let Some(mut direct) = subscribe(&node, client, &stop, None).await else {
         return;
     };
     let reads_elsewhere = node.cfg.reads_runtime.clone().map(|rt| {
@@ -44,7 +44,7 @@ pub(crate) async fn run(node: NodeRef, writers: Arc<Writers>, stop: Cancellation
         // Served here unless elsewhere, and as there only once the node has started.
         if reads_elsewhere.is_none() && current != Mode::Starting && reads.is_none() {
             reads = subscribe_to(
-                &client,
+                client,
                 &node,
                 &stop,
                 node.subjects.reads(),
@@ -54,14 +54,14 @@ pub(crate) async fn run(node: NodeRef, writers: Arc<Writers>, stop: Cancellation
         }
         let takes_writes = matches!(current, Mode::Master | Mode::Failover);
         if takes_writes && ops.is_none() {
-            ops = subscribe(&node, &client, &stop, Some(WRITERS_QUEUE)).await;
+            ops = subscribe(&node, client, &stop, Some(WRITERS_QUEUE)).await;
             tracing::info!(node = %node.name(), subject = %node.subjects.ops(), "intake open");
         } else if !takes_writes {
             if let Some(mut sub) = ops.take() {
                 let _ = sub.unsubscribe().await;
                 // What was already delivered to us is still answered.
                 while let Some(Some(m)) = futures::FutureExt::now_or_never(sub.next()) {
-                    handle(&node, &client, &writers, &in_flight, m).await;
+                    handle(&node, None, &writers, &in_flight, m).await;
                 }
                 tracing::info!(node = %node.name(), subject = %node.subjects.ops(), "intake closed");
             }
@@ -74,10 +74,10 @@ pub(crate) async fn run(node: NodeRef, writers: Arc<Writers>, stop: Cancellation
             m = next_or_pending(&mut reads) => m,
         };
         match msg {
-            Some(m) => handle(&node, &client, &writers, &in_flight, m).await,
+            Some(m) => handle(&node, None, &writers, &in_flight, m).await,
             None => {
                 tracing::warn!(node = %node.name(), "subscription ended; resubscribing");
-                match subscribe(&node, &client, &stop, None).await {
+                match subscribe(&node, client, &stop, None).await {
                     Some(s) => direct = s,
                     None => break,
                 }
@@ -109,7 +109,7 @@ async fn reads_on_own_connection(node: NodeRef, writers: Arc<Writers>, stop: Can
         c = options.connect() => c,
     };
     let client = match connected {
-        Ok(c) => c,
+        Ok(c) => Arc::new(c),
         Err(e) => {
             // Reads still reach this node through its direct subject.
             tracing::warn!(node = %node.name(), error = %e, "cannot open the reads connection; not serving {}", node.subjects.reads());
@@ -141,7 +141,7 @@ async fn reads_on_own_connection(node: NodeRef, writers: Arc<Writers>, stop: Can
             m = reads.next() => m,
         };
         match msg {
-            Some(m) => handle(&node, &client, &writers, &in_flight, m).await,
+            Some(m) => handle(&node, Some(&client), &writers, &in_flight, m).await,
             None => {
                 tracing::warn!(node = %node.name(), "reads subscription ended; resubscribing");
                 match subscribe_to(
@@ -190,22 +190,26 @@ async fn subscribe(
 ) -> Option<Subscriber> {
     let subject = match queue {
         None => node.subjects.node(node.name()),
-        Some(_) => node.subjects.ops(),
+        Some(_) => node.subjects.ops().to_owned(),
     };
-    subscribe_to(client, node, stop, subject, queue).await
+    subscribe_to(client, node, stop, &subject, queue).await
 }
 
 async fn subscribe_to(
     client: &Client,
     node: &NodeRef,
     stop: &CancellationToken,
-    subject: String,
+    subject: &str,
     queue: Option<&str>,
 ) -> Option<Subscriber> {
     loop {
         let r = match queue {
-            None => client.subscribe(subject.clone()).await,
-            Some(q) => client.queue_subscribe(subject.clone(), q.to_owned()).await,
+            None => client.subscribe(subject.to_owned()).await,
+            Some(q) => {
+                client
+                    .queue_subscribe(subject.to_owned(), q.to_owned())
+                    .await
+            }
         };
         match r {
             Ok(s) => return Some(s),
@@ -220,10 +224,10 @@ async fn subscribe_to(
     }
 }
 
-/// Answers `msg`, which came in over `via`.
+/// Answers `msg`, which came in over `via` (`None`: the node's own connection).
 async fn handle(
     node: &NodeRef,
-    via: &Client,
+    via: Option<&Arc<Client>>,
     writers: &Arc<Writers>,
     in_flight: &Arc<Semaphore>,
     msg: Message,
@@ -232,7 +236,7 @@ async fn handle(
     let Ok(permit) = in_flight.clone().acquire_owned().await else {
         return;
     };
-    let to = ReplyTo::new(via.clone(), msg.reply, msg.subject, received, permit);
+    let to = ReplyTo::new(via.cloned(), msg.reply, msg.subject, received, permit);
     let request = match parse_request(&msg.payload, &node.cfg.limits) {
         Ok(r) => r,
         Err(e) => return to.send(node, "?", "?", Err(e)).await,

@@ -7,6 +7,7 @@
 use crate::error::{DdbError, ErrorCode};
 use crate::heartbeat::{Heartbeat, Mode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -111,6 +112,35 @@ fn describe() {
         "1 for the node's current mode (master, replica, failover, starting)"
     );
     describe_gauge!("ddb_uptime_seconds", "Seconds since the node started");
+}
+
+/// The series every reply updates (requests by op and outcome, intake to reply by op), each
+/// looked up in the recorder once: a lookup builds and hashes the series' key, which took ~4%
+/// of the master's CPU at 50k writes/s when done per reply.
+#[derive(Default)]
+pub(crate) struct RequestSeries {
+    by_op: std::sync::Mutex<HashMap<&'static str, OpSeries>>,
+}
+
+struct OpSeries {
+    seconds: metrics::Histogram,
+    by_outcome: HashMap<&'static str, metrics::Counter>,
+}
+
+impl RequestSeries {
+    pub fn record(&self, op: &'static str, outcome: &'static str, took: Duration) {
+        let mut by_op = crate::node::locks::lock(&self.by_op);
+        let series = by_op.entry(op).or_insert_with(|| OpSeries {
+            seconds: metrics::histogram!(REQUEST_SECONDS, "op" => op),
+            by_outcome: HashMap::new(),
+        });
+        series.seconds.record(took.as_secs_f64());
+        series
+            .by_outcome
+            .entry(outcome)
+            .or_insert_with(|| metrics::counter!(REQUESTS, "op" => op, "outcome" => outcome))
+            .increment(1);
+    }
 }
 
 /// A store error worth an operator's attention (not a client mistake).

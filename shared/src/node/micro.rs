@@ -18,13 +18,13 @@ fn endpoints(node: &NodeRef) -> Vec<(&'static str, String, Option<&'static str>)
     vec![
         (
             "ops",
-            node.subjects.ops(),
+            node.subjects.ops().to_owned(),
             Some(crate::subjects::WRITERS_QUEUE),
         ),
         ("node", node.subjects.node(node.name()), None),
         (
             "reads",
-            node.subjects.reads(),
+            node.subjects.reads().to_owned(),
             Some(crate::subjects::READERS_QUEUE),
         ),
     ]

@@ -5,6 +5,7 @@ use super::state::NodeRef;
 use crate::error::DdbError;
 use crate::reply::Reply;
 use async_nats::Subject;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -19,18 +20,18 @@ pub(crate) struct ReplyTo {
 
 enum Destination {
     /// The message's reply subject (`None` for a message sent without one: `nats pub`), and
-    /// the connection it came in on, which answers it.
-    Nats(Option<Subject>, async_nats::Client),
+    /// the connection it came in on, which answers it: `None` for the node's own.
+    Nats(Option<Subject>, Option<Arc<async_nats::Client>>),
     /// Handed back in the process: how unit tests drive the writer without a server.
     #[cfg(test)]
     Local(tokio::sync::oneshot::Sender<Reply>),
 }
 
 impl ReplyTo {
-    /// The reply to a message that came in on `origin` over `via` at `received`, holding its
-    /// permit.
+    /// The reply to a message that came in on `origin` over `via` (`None`: the node's own
+    /// connection) at `received`, holding its permit.
     pub fn new(
-        via: async_nats::Client,
+        via: Option<Arc<async_nats::Client>>,
         subject: Option<Subject>,
         origin: Subject,
         received: Instant,
@@ -101,8 +102,7 @@ impl ReplyTo {
                 micros = took.as_micros() as u64, "request"
             ),
         }
-        metrics::counter!(super::metrics::REQUESTS, "op" => op, "outcome" => outcome).increment(1);
-        metrics::histogram!(super::metrics::REQUEST_SECONDS, "op" => op).record(took.as_secs_f64());
+        node.request_series.record(op, outcome, took);
         let endpoint = if self.origin.as_str() == node.subjects.ops() {
             super::endpoint_stats::Endpoint::Ops
         } else if self.origin.as_str() == node.subjects.reads() {
@@ -140,6 +140,7 @@ impl ReplyTo {
             ));
             bytes = Reply::error(node.name(), &e).to_bytes();
         }
+        let via = via.as_deref().unwrap_or(&node.client);
         if let Err(e) = via.publish(to, bytes.into()).await {
             tracing::warn!(node = %node.name(), error = %e, "cannot send a reply");
         }

@@ -44,6 +44,8 @@ pub(crate) struct Node {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Request counts per endpoint for the NATS micro protocol.
     pub micro: Stats,
+    /// Requests by op and outcome, for Prometheus.
+    pub(crate) request_series: super::metrics::RequestSeries,
     /// Snapshots as this node knows them, and the restore it runs (`snapshots`).
     pub snapshots: super::snapshot_state::Snapshots,
 }
@@ -132,6 +134,7 @@ impl Node {
             max_payload,
             metrics_addr,
             micro: Stats::default(),
+            request_series: Default::default(),
             snapshots: Default::default(),
             cfg,
         }))

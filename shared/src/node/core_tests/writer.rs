@@ -36,7 +36,7 @@ impl Writing {
     /// Hands `json` to the writer as intake would; the reply comes through the receiver.
     fn submit(&self, json: &str) -> oneshot::Receiver<Reply> {
         let (op, op_id) = write_op(json);
-        let (reply, rx) = ReplyTo::local(&self.t.node.subjects.ops());
+        let (reply, rx) = ReplyTo::local(self.t.node.subjects.ops());
         self.writers.submit(
             &self.t.node,
             Job {
