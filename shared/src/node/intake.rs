@@ -124,15 +124,16 @@ async fn reads_on_own_connection(node: NodeRef, writers: Arc<Writers>, stop: Can
         }
     }
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let Some(mut reads) = subscribe_to(
-        &client,
-        &node,
-        &stop,
-        node.subjects.reads(),
-        Some(READERS_QUEUE),
-    )
-    .await
-    else {
+    let subscribe = || {
+        subscribe_to(
+            &client,
+            &node,
+            &stop,
+            node.subjects.reads(),
+            Some(READERS_QUEUE),
+        )
+    };
+    let Some(mut reads) = subscribe().await else {
         return;
     };
     loop {
@@ -144,15 +145,7 @@ async fn reads_on_own_connection(node: NodeRef, writers: Arc<Writers>, stop: Can
             Some(m) => handle(&node, Some(&client), &writers, &in_flight, m).await,
             None => {
                 tracing::warn!(node = %node.name(), "reads subscription ended; resubscribing");
-                match subscribe_to(
-                    &client,
-                    &node,
-                    &stop,
-                    node.subjects.reads(),
-                    Some(READERS_QUEUE),
-                )
-                .await
-                {
+                match subscribe().await {
                     Some(s) => reads = s,
                     None => break,
                 }
