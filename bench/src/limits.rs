@@ -39,7 +39,6 @@ pub async fn measure(
     // An echo responder, the cheapest possible request-reply: on its own connection and
     // thread, as a ddb node is its own process.
     let responder = echo(nats_url, None).await?;
-    answered(&client, "bench.echo").await?;
     let mut lat = Samples::default();
     let end = Instant::now() + window;
     while Instant::now() < end {
@@ -55,7 +54,6 @@ pub async fn measure(
         echo(nats_url, Some("echoes")).await?,
         echo(nats_url, Some("echoes")).await?,
     ];
-    answered(&client, "bench.echo").await?;
     out.nats_req_64_queue_of_3_per_s = rate_64_in_flight(&client, "bench.echo", window).await;
     for r in responders {
         r.stop();
@@ -258,21 +256,6 @@ async fn rate_64_in_flight(client: &async_nats::Client, subject: &str, window: D
     per_second(count.into_inner(), started.elapsed())
 }
 
-/// Waits until `subject` is answered: a responder's subscription reaches the server on its
-/// own connection, so nothing is timed before it answers.
-async fn answered(client: &async_nats::Client, subject: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client
-        .request(subject.to_owned(), PAYLOAD.into())
-        .await
-        .is_err()
-    {
-        anyhow::ensure!(Instant::now() < deadline, "nothing answered on {subject}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
 /// An echo responder on `bench.echo`, in `queue` when given.
 async fn echo(nats_url: &str, queue: Option<&'static str>) -> anyhow::Result<OwnThread> {
     OwnThread::start(nats_url, move |client| async move {
@@ -280,7 +263,8 @@ async fn echo(nats_url: &str, queue: Option<&'static str>) -> anyhow::Result<Own
             None => client.subscribe("bench.echo").await?,
             Some(q) => client.queue_subscribe("bench.echo", q.into()).await?,
         };
-        // The server has the subscription once it answers the flush's ping.
+        // The server has the subscription once it answers the flush's ping: nothing is timed
+        // before that.
         client.flush().await?;
         Ok(async move {
             while let Some(m) = sub.next().await {

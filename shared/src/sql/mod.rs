@@ -181,12 +181,11 @@ impl Dialect {
     /// statement to prepare and run for up to [`INSERT_ROWS_PER_STATEMENT`] rows, where one
     /// per row cost several times what the engine spends storing the row). Every row is
     /// checked before any statement is built, as a single-row INSERT is.
-    pub fn insert_rows<R: AsRef<[(Name, Scalar)]>>(
+    pub fn insert_rows(
         self,
         schema: &TableSchema,
-        rows: &[R],
+        rows: &[Vec<(Name, Scalar)>],
     ) -> Result<Vec<Statement>, DdbError> {
-        let rows: Vec<&[(Name, Scalar)]> = rows.iter().map(AsRef::as_ref).collect();
         let typed = rows
             .iter()
             .map(|row| checked_row(schema, row))
@@ -214,7 +213,7 @@ impl Dialect {
             }
             statements.push(self.insert_statement(
                 schema,
-                rows[start],
+                &rows[start],
                 typed[start..end].iter().cloned(),
             ));
             start = end;

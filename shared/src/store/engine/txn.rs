@@ -7,7 +7,7 @@ use crate::name::Name;
 use crate::op::{Expect, IndexDef, Insert, TableSchema, WriteOp};
 use crate::sql::{Dialect, Statement};
 use crate::store::{Applied, WriteTxn};
-use crate::value::{ColumnType, Scalar, Value};
+use crate::value::{ColumnType, Value};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -275,55 +275,22 @@ impl<B: Backend> Txn<B> {
         }
     }
 
-    /// Single-row INSERTs into one table, as a group commit gathers them, in multi-row
-    /// statements under one savepoint: one statement text, one cached program and one
-    /// execution per up to 100 rows instead of per op. False (nothing of them applied) when
-    /// any of them fails; the caller then runs them one by one, so each gets its own result.
+    /// Single-row INSERTs into one table, as a group commit gathers them, run as one multi-row
+    /// INSERT (under its savepoint, as any multi-row INSERT): one statement text, one cached
+    /// program and one execution per up to 100 rows instead of per op. False (nothing of them
+    /// applied) when it fails; the caller then runs them one by one, so each gets its own
+    /// result.
     async fn insert_together(&mut self, inserts: &[&Insert]) -> bool {
-        if self.aborted.is_some() || inserts.iter().any(|i| i.db != self.db) {
-            return false;
-        }
-        let Ok(schema) = self.schema(&inserts[0].table).await else {
-            return false;
-        };
-        let rows: Vec<&Vec<(Name, Scalar)>> = inserts.iter().flat_map(|i| &i.rows).collect();
-        let d = self.dialect();
-        let Ok(statements) = d.insert_rows(&schema, &rows) else {
-            return false;
-        };
-        let deadline = self.op_timeout.map(|t| Instant::now() + t);
-        let Ok(conn) = self.conn_mut() else {
-            return false;
-        };
-        if conn.batch(d.savepoint_sql()).await.is_err() {
-            return false;
-        }
-        conn.set_deadline(deadline);
-        let mut failed = None;
-        for st in &statements {
-            log_statement(st);
-            if let Err(e) = conn.exec(st).await {
-                failed = Some(e);
-                break;
-            }
-        }
-        conn.set_deadline(None);
-        match failed {
-            None => match d.release_sql() {
-                Some(sql) => conn.batch(sql).await.is_ok(),
-                None => true,
-            },
-            Some(e) => {
-                if conn.in_transaction() {
-                    for sql in d.rollback_to_savepoint_sql() {
-                        let _ = conn.batch(sql).await;
-                    }
-                } else {
-                    self.note_if_rolled_back("INSERT", &e);
-                }
-                false
-            }
-        }
+        let together = WriteOp::Insert(Insert {
+            db: inserts[0].db.clone(),
+            table: inserts[0].table.clone(),
+            rows: inserts
+                .iter()
+                .flat_map(|i| i.rows.iter().cloned())
+                .collect(),
+            single: false,
+        });
+        self.execute_one(&together).await.is_ok()
     }
 
     async fn execute_inner(&mut self, op: &WriteOp) -> Result<Applied, DdbError> {
