@@ -123,6 +123,10 @@ pub struct NodeArgs {
     /// Most waiting writes committed together (one transaction, one log entry).
     #[arg(long, env = "DDB_MAX_BATCH", default_value_t = defaults::MAX_BATCH)]
     pub max_batch: usize,
+    /// While the log keeps bringing entries, a replica applies them at most this often, all
+    /// that came in between in one store transaction (0: each as it comes).
+    #[arg(long, env = "DDB_APPLY_EVERY_MS", default_value_t = defaults::APPLY_EVERY_MS)]
+    pub apply_every_ms: u64,
     /// A SEARCH or CHECKSUM statement, or a write's statements on the node that takes it,
     /// running longer than this is cancelled and answered `timeout` (0: no limit). Replaying
     /// the log is never cut short.
@@ -173,6 +177,7 @@ impl NodeArgs {
         cfg.limits.max_rows_per_insert = self.max_rows_per_insert;
         cfg.limits.max_tx_ops = self.max_tx_ops.max(1);
         cfg.max_batch = self.max_batch;
+        cfg.apply_every = Duration::from_millis(self.apply_every_ms);
         cfg.query_timeout =
             (self.query_timeout_ms > 0).then(|| Duration::from_millis(self.query_timeout_ms));
         cfg.metrics_addr = self.metrics_addr.filter(|a| !a.is_empty());

@@ -15,6 +15,7 @@ pub mod defaults {
     pub const FAILOVER_AFTER_MS: u64 = 3000;
     pub const WAIT_MS: u64 = 5000;
     pub const MAX_BATCH: usize = 256;
+    pub const APPLY_EVERY_MS: u64 = 5;
     pub const QUERY_TIMEOUT_MS: u64 = 30_000;
     pub const OP_ID_WINDOW_S: u64 = 24 * 3600;
     pub const OP_ID_MAX: u64 = 1_000_000;
@@ -44,6 +45,10 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Most ops committed together in one store transaction and one log entry.
     pub max_batch: usize,
+    /// While entries keep coming, a node that does not take writes begins applying at most
+    /// this often, so that what arrives in between shares one store transaction (zero: each
+    /// delivery is applied as soon as it comes).
+    pub apply_every: Duration,
     /// Longest a read statement, or one write on the node that takes it, may run.
     pub query_timeout: Option<Duration>,
     /// `HOST:PORT` to serve Prometheus metrics on (`/metrics`); none by default.
@@ -73,6 +78,7 @@ impl NodeConfig {
             stream: StreamSettings::default(),
             limits: Limits::default(),
             max_batch: defaults::MAX_BATCH,
+            apply_every: Duration::from_millis(defaults::APPLY_EVERY_MS),
             query_timeout: Some(Duration::from_millis(defaults::QUERY_TIMEOUT_MS)),
             metrics_addr: None,
             op_id_window: Duration::from_secs(defaults::OP_ID_WINDOW_S),

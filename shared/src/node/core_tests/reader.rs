@@ -4,9 +4,10 @@
 use super::super::applier;
 use super::super::lifecycle::catch_up_then_open;
 use super::super::log_port::LogPort;
-use super::super::test_node::{node_on, test_node, TestNode};
+use super::super::test_node::{node_on, test_node, test_node_with, TestNode, MAX_PAYLOAD};
 use super::*;
 use crate::heartbeat::{Mode, Role};
+use std::time::Instant;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -220,4 +221,55 @@ async fn a_starting_master_takes_writes_only_once_it_reached_the_logs_end() {
     assert!(t.node.position() >= 2);
     within("the opening task", opening).await.unwrap();
     reader.stop().await;
+}
+
+#[tokio::test]
+async fn a_replica_applies_entries_that_keep_coming_together_and_one_after_a_quiet_spell_at_once() {
+    let every = Duration::from_millis(1500);
+    let t = test_node_with(Role::Slave, MAX_PAYLOAD, |c| c.apply_every = every).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    let reader = start_reader(&t.node);
+    reach(&t.node, 2).await;
+    // Right behind that apply: these wait for the rest of `every`, then go in together.
+    let applied_at = Instant::now();
+    append(&t, "shop", &[&insert(1)]).await;
+    append(&t, "shop", &[&insert(2)]).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(t.node.position(), 2, "applied before apply_every was out");
+    reach(&t.node, 4).await;
+    assert!(applied_at.elapsed() >= Duration::from_millis(1200));
+    assert_eq!(rows(&t.node, "shop", "t").await, 2);
+    // After a quiet spell longer than `every`, an entry is applied as soon as it comes.
+    tokio::time::sleep(every + Duration::from_millis(100)).await;
+    let sent = Instant::now();
+    append(&t, "shop", &[&insert(3)]).await;
+    reach(&t.node, 5).await;
+    assert!(
+        sent.elapsed() < Duration::from_millis(1000),
+        "an entry after a quiet spell waited {:?}",
+        sent.elapsed()
+    );
+    reader.stop().await;
+    assert_eq!(t.node.store.applied_seq(&db("shop")).await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn a_node_that_takes_writes_applies_entries_without_waiting() {
+    // Its clients' reads of their own writes wait for this reader.
+    let t = test_node_with(Role::Master, MAX_PAYLOAD, |c| {
+        c.apply_every = Duration::from_secs(60)
+    })
+    .await;
+    t.node.set_mode(Mode::Master);
+    let reader = start_reader(&t.node);
+    for (seq, op) in [CREATE_SHOP, CREATE_T, &insert(1), &insert(2)]
+        .iter()
+        .enumerate()
+    {
+        append(&t, "shop", &[op]).await;
+        reach(&t.node, seq as u64 + 1).await;
+    }
+    reader.stop().await;
+    assert_eq!(rows(&t.node, "shop", "t").await, 2);
 }
