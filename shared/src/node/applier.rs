@@ -64,7 +64,7 @@ pub(crate) async fn run(node: NodeRef, stop: CancellationToken) {
                 None => continue 'reconnect,
             };
             let mut batch = Batch::of(first);
-            batch.take_ready(&mut deliveries);
+            batch.take_ready(&mut deliveries, node.name());
             // A replica's entries that keep coming wait out the rest of `apply_every` since
             // its last apply began, and what arrives meanwhile shares their transaction. Each
             // commit writes whole pages to the store's WAL (two for a single-row write):
@@ -81,7 +81,7 @@ pub(crate) async fn run(node: NodeRef, stop: CancellationToken) {
             if !wait.is_zero() {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = tokio::time::sleep(wait) => batch.take_ready(&mut deliveries),
+                    _ = tokio::time::sleep(wait) => batch.take_ready(&mut deliveries, node.name()),
                 }
             }
             began = Some(Instant::now());
@@ -138,7 +138,7 @@ impl Batch {
     }
 
     /// Adds what the consumer already holds, up to a full batch, without waiting.
-    fn take_ready(&mut self, deliveries: &mut Deliveries) {
+    fn take_ready(&mut self, deliveries: &mut Deliveries, node: &str) {
         while !self.is_full() {
             match deliveries.next().now_or_never() {
                 Some(Some(Ok(d))) => {
@@ -146,7 +146,7 @@ impl Batch {
                     self.entries.push(d);
                 }
                 Some(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "log consumer error; reopening it");
+                    tracing::warn!(node, error = %e, "log consumer error; reopening it");
                     self.lost_consumer = true;
                     break;
                 }

@@ -238,7 +238,8 @@ async fn a_replica_applies_entries_that_keep_coming_together_and_one_after_a_qui
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(t.node.position(), 2, "applied before apply_every was out");
     reach(&t.node, 4).await;
-    assert!(applied_at.elapsed() >= Duration::from_millis(1200));
+    // Less the time the first apply took, which a loaded machine can stretch.
+    assert!(applied_at.elapsed() >= Duration::from_millis(1000));
     assert_eq!(rows(&t.node, "shop", "t").await, 2);
     // After a quiet spell longer than `every`, an entry is applied as soon as it comes.
     tokio::time::sleep(every + Duration::from_millis(100)).await;
