@@ -85,8 +85,11 @@ pub(crate) async fn run(node: NodeRef, stop: CancellationToken) {
                 }
             }
             began = Some(Instant::now());
-            let lost_consumer = batch.lost_consumer;
-            let mut batch = batch.entries;
+            let Batch {
+                entries: mut batch,
+                lost_consumer,
+                ..
+            } = batch;
             // A later gap means an entry was lost in flight: apply what came before it and
             // reopen the consumer at the gap.
             let mut gap = delivery.check(node.position(), batch.iter().map(|d| Some(d.seq)));
