@@ -49,6 +49,8 @@ pub struct NodeConfig {
     /// this often, so that what arrives in between shares one store transaction (zero: each
     /// delivery is applied as soon as it comes).
     pub apply_every: Duration,
+    /// Page size of the SQLite files the node creates (see `StoreOptions::sqlite_page_size`).
+    pub sqlite_page_size: u32,
     /// Longest a read statement, or one write on the node that takes it, may run.
     pub query_timeout: Option<Duration>,
     /// `HOST:PORT` to serve Prometheus metrics on (`/metrics`); none by default.
@@ -79,6 +81,7 @@ impl NodeConfig {
             limits: Limits::default(),
             max_batch: defaults::MAX_BATCH,
             apply_every: Duration::from_millis(defaults::APPLY_EVERY_MS),
+            sqlite_page_size: crate::store::SQLITE_PAGE_SIZE,
             query_timeout: Some(Duration::from_millis(defaults::QUERY_TIMEOUT_MS)),
             metrics_addr: None,
             op_id_window: Duration::from_secs(defaults::OP_ID_WINDOW_S),

@@ -44,6 +44,7 @@ pub async fn run(
         query_timeout: cfg.query_timeout,
         op_id_window: cfg.op_id_window,
         op_id_max: cfg.op_id_max,
+        sqlite_page_size: cfg.sqlite_page_size,
         ..Default::default()
     };
     let store = crate::store::open(&cfg.store, &cfg.name, &store_options)

@@ -27,24 +27,8 @@ const DB_SUFFIX: &str = ".sqlite";
 
 /// Opens (creating if needed) a SQLite store rooted at `dir`.
 pub fn open(dir: &Path, options: &super::StoreOptions) -> Result<impl super::Store, DdbError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        DdbError::unavailable(format!("cannot create data dir {}: {e}", dir.display()))
-    })?;
-    let catalog = open_conn(&dir.join(CATALOG_FILE), true)?.conn;
-    catalog
-        .execute_batch(
-            "CREATE TABLE IF NOT EXISTS dropped (db TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS node (k TEXT PRIMARY KEY, v INTEGER NOT NULL);",
-        )
-        .map_err(sqlite_err)?;
     Ok(SqlStore::new(
-        SqliteBackend {
-            dir: dir.to_owned(),
-            catalog: Mutex::new(catalog),
-            writers: Mutex::default(),
-            readers: Mutex::default(),
-            checkpoints: checkpoint::Checkpoints::start(dir),
-        },
+        SqliteBackend::open(dir, options.sqlite_page_size)?,
         options,
     ))
 }
@@ -65,6 +49,37 @@ pub struct SqliteBackend {
     readers: ReadPool,
     /// The thread that checkpoints the databases' WALs (see `checkpoint`).
     checkpoints: Option<Arc<checkpoint::Checkpoints>>,
+    /// Of the database files it creates (see `StoreOptions::sqlite_page_size`).
+    page_size: u32,
+}
+
+impl SqliteBackend {
+    /// The backend of the store rooted at `dir`, whose new files get pages of `page_size`.
+    fn open(dir: &Path, page_size: u32) -> Result<SqliteBackend, DdbError> {
+        if !page_size.is_power_of_two() || !(512..=65536).contains(&page_size) {
+            return Err(DdbError::bad_request(format!(
+                "SQLite page size {page_size} is not a power of two from 512 to 65536"
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            DdbError::unavailable(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let catalog = open_conn(&dir.join(CATALOG_FILE), Some(page_size))?.conn;
+        catalog
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS dropped (db TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS node (k TEXT PRIMARY KEY, v INTEGER NOT NULL);",
+            )
+            .map_err(sqlite_err)?;
+        Ok(SqliteBackend {
+            dir: dir.to_owned(),
+            catalog: Mutex::new(catalog),
+            writers: Mutex::default(),
+            readers: Mutex::default(),
+            checkpoints: checkpoint::Checkpoints::start(dir),
+            page_size,
+        })
+    }
 }
 
 /// A connection and the deadline its progress handler checks.
@@ -112,7 +127,7 @@ impl SqliteBackend {
         if !path.exists() {
             return Ok(None);
         }
-        let h = Arc::new(AsyncMutex::new(open_conn(&path, false)?));
+        let h = Arc::new(AsyncMutex::new(open_conn(&path, None)?));
         let guard = h
             .clone()
             .try_lock_owned()
@@ -129,7 +144,7 @@ impl SqliteBackend {
     /// A write connection of `db`: checkpoints are the checkpoint thread's, not its commits'.
     fn open_writer(&self, db: &Name, create: bool) -> Result<Handle, DdbError> {
         let path = self.path(db);
-        let h = open_conn(&path, create)?;
+        let h = open_conn(&path, create.then_some(self.page_size))?;
         if let Some(c) = &self.checkpoints {
             h.conn
                 .execute_batch("PRAGMA wal_autocheckpoint=0;")
@@ -176,12 +191,19 @@ fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     Connection::open_with_flags_and_vfs(path, flags, VFS)
 }
 
-fn open_conn(path: &Path, create: bool) -> Result<Handle, DdbError> {
+/// Opens a connection to `path`; with `page_size`, creates the file if it is missing and gives
+/// it pages of that size.
+fn open_conn(path: &Path, page_size: Option<u32>) -> Result<Handle, DdbError> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if create {
+    if page_size.is_some() {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = connect(path, flags).map_err(sqlite_err)?;
+    if let Some(size) = page_size {
+        // Only a file that has no page yet takes it; WAL mode fixes it from then on.
+        conn.execute_batch(&format!("PRAGMA page_size={size};"))
+            .map_err(sqlite_err)?;
+    }
     // WAL with NORMAL sync: a commit survives a process crash; a power cut may lose the last
     // commits, which the log then replays (the applied seq sits in the same transaction).
     conn.execute_batch(
@@ -487,5 +509,55 @@ fn sqlite_err(e: rusqlite::Error) -> DdbError {
             }
         }
         _ => DdbError::internal(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_size(conn: &Connection) -> u32 {
+        conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_the_store_creates_has_the_configured_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(dir.path(), 2048).unwrap();
+        let db = Name::parse_db("shop").unwrap();
+        let conn = backend.create(&db).await.unwrap();
+        // Pages are sized by the first write; a table makes one.
+        conn.0
+            .conn
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        assert_eq!(page_size(&conn.0.conn), 2048);
+        assert_eq!(page_size(&backend.catalog.lock().unwrap()), 2048);
+    }
+
+    #[test]
+    fn a_file_keeps_the_page_size_it_was_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sqlite");
+        let made = open_conn(&path, Some(1024)).unwrap();
+        made.conn
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        drop(made);
+        let reopened = open_conn(&path, Some(8192)).unwrap();
+        assert_eq!(page_size(&reopened.conn), 1024);
+    }
+
+    #[test]
+    fn a_page_size_sqlite_cannot_use_is_refused_before_anything_is_made() {
+        for bad in [0, 256, 1000, 131_072] {
+            let dir = tempfile::tempdir().unwrap();
+            let at = dir.path().join("node");
+            let e = SqliteBackend::open(&at, bad).err().expect("refused");
+            assert_eq!(e.code, ErrorCode::BadRequest, "{bad}: {e:?}");
+            assert!(e.message.contains(&bad.to_string()), "{}", e.message);
+            assert!(!at.exists(), "{bad}: the data dir was made");
+        }
     }
 }
