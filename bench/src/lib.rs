@@ -36,6 +36,8 @@ pub struct BenchConfig {
     pub scan_page: i64,
     /// How long the `tail` scenario's client writes.
     pub tail_window: Duration,
+    /// Rows the `tail` scenario's table holds before its client begins.
+    pub tail_rows: i64,
     /// Scenarios to run (all when empty): limits, throughput, lag, catchup, reads, memory,
     /// index, tx, failover, bootstrap, bulk, scan, tail.
     pub only: Vec<String>,
@@ -98,7 +100,7 @@ pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<
                 cfg.tail_window.as_secs_f64()
             ),
         );
-        r.tail = Some(perf::tail(&c, cfg.tail_window).await?);
+        r.tail = Some(perf::tail(&c, cfg.tail_window, cfg.tail_rows).await?);
     }
     if cfg.wants("throughput") {
         for &n in &cfg.clients {

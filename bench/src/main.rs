@@ -52,6 +52,10 @@ struct Args {
     /// Seconds the `tail` scenario's single client writes.
     #[arg(long, default_value_t = 60)]
     tail_seconds: u64,
+    /// Rows the `tail` scenario's table holds before its client begins (loaded as `bulk`
+    /// loads): single writes into a big table, with its snapshots.
+    #[arg(long, default_value_t = 0)]
+    tail_rows: i64,
     /// Run only these scenarios (comma-separated): limits, throughput, lag, catchup, reads,
     /// memory, index, tx, failover, bootstrap, bulk, scan, tail. Default: all.
     #[arg(long, value_delimiter = ',')]
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         scan_rows: args.scan_rows,
         scan_page: args.scan_page,
         tail_window: Duration::from_secs(args.tail_seconds),
+        tail_rows: args.tail_rows,
         only: args.only,
     };
     let report = ddb_bench::run(&cfg, &mut std::io::stderr()).await?;

@@ -218,18 +218,29 @@ pub struct Tail {
     pub slowest: Vec<(f64, u64)>,
     /// The same writes on the master, stage by stage (from its metrics).
     pub stages: Vec<StageFigures>,
+    /// Rows the table held before the client began (`--tail-rows`).
+    pub rows_before: u64,
+    /// The master's CPU over the run, in percent of one core (snapshots of a big table show
+    /// here).
+    pub master_cpu_percent: Option<f64>,
 }
 
-/// One client sending single-row INSERTs one at a time for `window`.
-pub async fn tail(c: &Cluster, window: Duration) -> anyhow::Result<Tail> {
-    create_table(c, "tail").await?;
+/// One client sending single-row INSERTs one at a time for `window`, into a table that first
+/// gets `rows_before` rows (as the `bulk` scenario loads them, applied on both slaves).
+pub async fn tail(c: &Cluster, window: Duration, rows_before: i64) -> anyhow::Result<Tail> {
+    if rows_before > 0 {
+        bulk(c, "tail", rows_before, 5_000).await?;
+    } else {
+        create_table(c, "tail").await?;
+    }
     let master_metrics = metrics_addr(c, "master").await?;
     let before = Scrape::of(&master_metrics).await?;
+    let master_cpu_before = cpu_time(c.pid("master"));
     let started = Instant::now();
     let end = started + window;
     let mut lat = Samples::default();
     let mut slowest: Vec<(f64, u64)> = Vec::new();
-    let mut id = 0i64;
+    let mut id = rows_before.max(0);
     while Instant::now() < end {
         let body = format!(
             r#"{{"op":"INSERT","db":"tail","table":"t","data":{{"id":{id},"v":"value"}}}}"#
@@ -251,6 +262,9 @@ pub async fn tail(c: &Cluster, window: Duration) -> anyhow::Result<Tail> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let master_cpu_percent = master_cpu_before
+        .zip(cpu_time(c.pid("master")))
+        .map(|(a, b)| b.saturating_sub(a).as_secs_f64() * 100.0 / seconds);
     let stages = before.stages_until(&Scrape::of(&master_metrics).await?);
     let summary = lat.summary();
     let count = |over: u64| lat.iter().filter(|d| d.as_micros() as u64 > over).count() as u64;
@@ -261,6 +275,8 @@ pub async fn tail(c: &Cluster, window: Duration) -> anyhow::Result<Tail> {
         latency: summary,
         slowest,
         stages,
+        rows_before: rows_before.max(0) as u64,
+        master_cpu_percent,
     })
 }
 
@@ -276,8 +292,14 @@ pub fn rows(r: &crate::Report) -> Vec<(String, String, String)> {
         let s = &t.latency;
         out.push((
             format!(
-                "tail: 1 client, {:.0} s, {} INSERTs: p50 / p99 / p99.9 / max",
-                t.seconds, s.count
+                "tail: 1 client, {:.0} s, {} INSERTs{}: p50 / p99 / p99.9 / max",
+                t.seconds,
+                s.count,
+                if t.rows_before > 0 {
+                    format!(" into {} rows", t.rows_before)
+                } else {
+                    String::new()
+                }
             ),
             format!(
                 "{} / {} / {} / {}",
@@ -315,6 +337,13 @@ pub fn rows(r: &crate::Report) -> Vec<(String, String, String)> {
             stages.join("; "),
             "from the master's own histograms (the client's time adds NATS both ways)".into(),
         ));
+        if let Some(cpu) = t.master_cpu_percent {
+            out.push((
+                "tail: the master's CPU over the run".into(),
+                format!("{cpu:.0}% of a core"),
+                "snapshots of the table are part of it".into(),
+            ));
+        }
     }
     if let Some(b) = &r.bulk {
         out.push((

@@ -16,6 +16,7 @@ async fn the_reads_bulk_scan_and_tail_scenarios_run_small() {
         scan_rows: 20_000,
         scan_page: 3_000,
         tail_window: Duration::from_secs(2),
+        tail_rows: 6_000,
         only: vec!["reads".into(), "bulk".into(), "scan".into(), "tail".into()],
         ..Default::default()
     };
@@ -55,6 +56,8 @@ async fn the_reads_bulk_scan_and_tail_scenarios_run_small() {
 
     let tail = report.tail.as_ref().expect("tail figures");
     assert!(tail.latency.count > 10, "{tail:?}");
+    assert_eq!(tail.rows_before, 6_000);
+    assert!(tail.master_cpu_percent.is_some_and(|c| c > 0.0), "{tail:?}");
     let s = tail.latency;
     assert!(
         s.p50_us <= s.p99_us && s.p99_us <= s.p999_us && s.p999_us <= s.max_us,

@@ -32,7 +32,7 @@ pub(crate) async fn apply_entries(
         }
     };
     node.snapshots
-        .note_entries(db, entries.iter().map(|e| e.seq));
+        .note_entries(db, entries.iter().map(|e| (e.seq, e.payload.len())));
     // Each entry with what it says it follows (its `prev`).
     let mut decoded: Vec<(u64, Option<u64>, Vec<LoggedOp>)> = Vec::with_capacity(entries.len());
     for e in entries.into_iter().filter(|e| e.seq > applied) {

@@ -107,6 +107,8 @@ struct Since {
     /// The last entry counted (entries are delivered again after a reconnect).
     last: u64,
     count: u64,
+    /// Their payloads' bytes, against the newest snapshot's size.
+    bytes: u64,
     /// When the first entry not covered by a snapshot was counted, for `--snapshot-every-s`.
     first_at: Option<std::time::Instant>,
 }
@@ -119,14 +121,16 @@ pub(in crate::node) fn now_ms() -> u64 {
 }
 
 impl Snapshots {
-    /// Counts the entries of `db` above its newest snapshot, for `--snapshot-every-entries`.
-    pub fn note_entries(&self, db: &Name, seqs: impl Iterator<Item = u64>) {
+    /// Counts the entries of `db` above its newest snapshot, each given as its seq and its
+    /// payload's size, for `--snapshot-every-entries`.
+    pub fn note_entries(&self, db: &Name, entries: impl Iterator<Item = (u64, usize)>) {
         let floor = lock(&self.newest).get(db.as_str()).map_or(0, |s| s.seq);
         let mut since = lock(&self.since);
         let s = since.entry(db.to_string()).or_default();
-        for seq in seqs {
+        for (seq, bytes) in entries {
             if seq > s.last && seq > floor {
                 s.count += 1;
+                s.bytes += bytes as u64;
                 s.first_at.get_or_insert_with(std::time::Instant::now);
             }
             s.last = s.last.max(seq);
@@ -139,12 +143,20 @@ impl Snapshots {
     }
 
     /// Whether `db` is due a snapshot at `now`: `every_entries` entries since its newest
-    /// snapshot, or `every` since the first of them.
+    /// snapshot that add up to at least its size, or `every` since the first of them.
     pub fn due(&self, db: &str, settings: &SnapshotSettings, now: std::time::Instant) -> bool {
         let Some(s) = lock(&self.since).get(db).copied() else {
             return false;
         };
-        let by_entries = settings.every_entries > 0 && s.count >= settings.every_entries;
+        // A database's snapshot is all of it, its log since then only what changed: by
+        // count, a big database is due only once that log is as big as its newest snapshot,
+        // so writing snapshots never costs more than the log itself does (a database of a
+        // few GB under steady writes would otherwise be snapshotted back to back), and a
+        // node that bootstraps replays at most about a snapshot's worth of log.
+        let newest_size = lock(&self.newest).get(db).map_or(0, |n| n.size);
+        let by_entries = settings.every_entries > 0
+            && s.count >= settings.every_entries
+            && s.bytes >= newest_size;
         let by_time = !settings.every.is_zero()
             && s.count > 0
             && s.first_at
@@ -173,6 +185,7 @@ impl Snapshots {
             // undercount), or the next snapshot would be due at once, every time.
             let above = since.last > seq;
             since.count = u64::from(above);
+            since.bytes = 0;
             since.first_at = above.then(std::time::Instant::now);
         }
     }
@@ -252,16 +265,50 @@ mod tests {
         }
     }
 
+    /// Entries of 100 bytes each (the test snapshots are 10 bytes).
+    fn sized(seqs: impl IntoIterator<Item = u64>) -> impl Iterator<Item = (u64, usize)> {
+        seqs.into_iter().map(|seq| (seq, 100))
+    }
+
+    #[test]
+    fn a_big_database_is_due_by_count_only_once_its_log_is_as_big_as_its_snapshot() {
+        let s = Snapshots::default();
+        let db = Name::parse_db("big").unwrap();
+        let settings = SnapshotSettings {
+            every_entries: 3,
+            every: Duration::from_secs(60),
+        };
+        let now = std::time::Instant::now();
+        let mut snapshot = object("big", 2, now_ms());
+        snapshot.size = 1_000;
+        s.note_snapshot(snapshot);
+        s.note_entries(&db, [(3, 300), (4, 300), (5, 300)].into_iter());
+        assert!(!s.due("big", &settings, now), "3 entries, 900 bytes");
+        s.note_entries(&db, [(6, 99)].into_iter());
+        assert!(!s.due("big", &settings, now), "999 bytes");
+        s.note_entries(&db, [(6, 1)].into_iter());
+        assert!(!s.due("big", &settings, now), "a redelivery adds nothing");
+        s.note_entries(&db, [(7, 1)].into_iter());
+        assert!(s.due("big", &settings, now), "1,000 bytes");
+        // The time criterion does not wait for the bytes.
+        let mut bigger = object("big", 7, now_ms());
+        bigger.size = 1_000_000;
+        s.note_snapshot(bigger);
+        s.note_entries(&db, [(8, 10), (9, 10), (10, 10)].into_iter());
+        assert!(!s.due("big", &settings, now), "3 entries, 30 bytes");
+        assert!(s.due("big", &settings, now + Duration::from_secs(61)));
+    }
+
     #[test]
     fn entries_are_counted_once_and_only_above_the_newest_snapshot() {
         let s = Snapshots::default();
         let db = Name::parse_db("shop").unwrap();
-        s.note_entries(&db, [3, 4, 5].into_iter());
-        s.note_entries(&db, [4, 5, 6].into_iter()); // redelivered
+        s.note_entries(&db, sized([3, 4, 5]));
+        s.note_entries(&db, sized([4, 5, 6])); // redelivered
         assert_eq!(s.entries_since("shop"), 4);
         s.note_snapshot(object("shop", 6, now_ms()));
         assert_eq!(s.entries_since("shop"), 0);
-        s.note_entries(&db, [6, 7].into_iter());
+        s.note_entries(&db, sized([6, 7]));
         assert_eq!(s.entries_since("shop"), 1);
         // An older snapshot listed later changes nothing.
         s.note_snapshot(object("shop", 2, now_ms()));
@@ -269,7 +316,7 @@ mod tests {
         assert_eq!(s.entries_since("shop"), 1);
         // Entries that arrived while a snapshot was taken do not make the next one due at
         // once: the count restarts.
-        s.note_entries(&db, 8..=20);
+        s.note_entries(&db, sized(8..=20));
         assert_eq!(s.entries_since("shop"), 14);
         s.note_snapshot(object("shop", 15, now_ms()));
         assert_eq!(s.entries_since("shop"), 1);
@@ -285,10 +332,10 @@ mod tests {
         };
         let now = std::time::Instant::now();
         assert!(!s.due("shop", &settings, now), "nothing written");
-        s.note_entries(&db, [1, 2].into_iter());
+        s.note_entries(&db, sized([1, 2]));
         assert!(!s.due("shop", &settings, now));
         assert!(s.due("shop", &settings, now + Duration::from_secs(61)));
-        s.note_entries(&db, [3].into_iter());
+        s.note_entries(&db, sized([3]));
         assert!(s.due("shop", &settings, now));
         s.note_snapshot(object("shop", 3, now_ms()));
         assert!(!s.due("shop", &settings, now + Duration::from_secs(3600)));
@@ -296,7 +343,7 @@ mod tests {
             every_entries: 0,
             every: Duration::ZERO,
         };
-        s.note_entries(&db, 4..100);
+        s.note_entries(&db, sized(4..100));
         assert!(!s.due("shop", &off, now + Duration::from_secs(3600)));
     }
 
