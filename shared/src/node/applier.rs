@@ -73,7 +73,7 @@ pub(crate) async fn run(node: NodeRef, stop: CancellationToken) {
             // two"). A node that takes writes never waits (reads of its own writes wait for
             // this reader); nor does an entry after a quiet spell, or a full batch (catch-up).
             let wait = match began {
-                Some(at) if !batch.is_full() && node.mode() == Mode::Replica => {
+                Some(at) if !batch.is_complete() && node.mode() == Mode::Replica => {
                     node.cfg.apply_every.saturating_sub(at.elapsed())
                 }
                 _ => Duration::ZERO,
@@ -136,13 +136,14 @@ impl Batch {
         }
     }
 
-    fn is_full(&self) -> bool {
-        self.entries.len() >= MAX_BATCH || self.bytes >= MAX_BATCH_BYTES
+    /// Nothing more can be taken: the batch is full, or its consumer is gone.
+    fn is_complete(&self) -> bool {
+        self.lost_consumer || self.entries.len() >= MAX_BATCH || self.bytes >= MAX_BATCH_BYTES
     }
 
     /// Adds what the consumer already holds, up to a full batch, without waiting.
     fn take_ready(&mut self, deliveries: &mut Deliveries, node: &str) {
-        while !self.is_full() {
+        while !self.is_complete() {
             match deliveries.next().now_or_never() {
                 Some(Some(Ok(d))) => {
                     self.bytes += d.payload.len();

@@ -265,6 +265,13 @@ mod tests {
         }
     }
 
+    fn three_entries_or_a_minute() -> SnapshotSettings {
+        SnapshotSettings {
+            every_entries: 3,
+            every: Duration::from_secs(60),
+        }
+    }
+
     /// Entries of 100 bytes each (the test snapshots are 10 bytes).
     fn sized(seqs: impl IntoIterator<Item = u64>) -> impl Iterator<Item = (u64, usize)> {
         seqs.into_iter().map(|seq| (seq, 100))
@@ -274,10 +281,7 @@ mod tests {
     fn a_big_database_is_due_by_count_only_once_its_log_is_as_big_as_its_snapshot() {
         let s = Snapshots::default();
         let db = Name::parse_db("big").unwrap();
-        let settings = SnapshotSettings {
-            every_entries: 3,
-            every: Duration::from_secs(60),
-        };
+        let settings = three_entries_or_a_minute();
         let now = std::time::Instant::now();
         let mut snapshot = object("big", 2, now_ms());
         snapshot.size = 1_000;
@@ -326,10 +330,7 @@ mod tests {
     fn a_database_is_due_after_its_entries_or_its_time() {
         let s = Snapshots::default();
         let db = Name::parse_db("shop").unwrap();
-        let settings = SnapshotSettings {
-            every_entries: 3,
-            every: Duration::from_secs(60),
-        };
+        let settings = three_entries_or_a_minute();
         let now = std::time::Instant::now();
         assert!(!s.due("shop", &settings, now), "nothing written");
         s.note_entries(&db, sized([1, 2]));
