@@ -131,6 +131,23 @@ impl Cluster {
         c
     }
 
+    /// A master and `slaves` slaves on a 3-server NATS cluster (`n1`..`n3`), each node given
+    /// all three URLs and a log with 3 replicas.
+    pub async fn start_on_three_servers(slaves: usize) -> Cluster {
+        let servers = NatsServer::start_cluster(3);
+        let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
+        let mut servers = servers.into_iter();
+        let first = servers.next().expect("n1");
+        Cluster::start_with(
+            slaves,
+            first,
+            servers.collect(),
+            NatsOptions::new(&urls),
+            &["--log-replicas", "3"],
+        )
+        .await
+    }
+
     /// Starts a master and `slaves` slaves and waits until each is in its normal mode.
     pub async fn start_all(&mut self, slaves: usize) {
         self.start_node("master", true);
@@ -515,6 +532,42 @@ pub async fn ids_on(
         .collect()
 }
 
+/// Asserts that every listed node holds the same rows of `db.t` as the first, naming the
+/// rows that differ (a checksum alone cannot say which).
+pub async fn assert_same_rows(c: &Cluster, what: &str, nodes: &[&str], db: &str, seq: u64) {
+    let rows_on = |n: String| async move {
+        let r = c
+            .ok(
+                &node(&n),
+                json!({"op":"SEARCH","db":db,"table":"t","min_seq":seq}),
+            )
+            .await;
+        r.rows
+            .expect("rows")
+            .into_iter()
+            .map(|row| (row["id"].as_i64().expect("id"), row))
+            .collect::<std::collections::BTreeMap<i64, serde_json::Map<String, Json>>>()
+    };
+    let first = rows_on(nodes[0].to_owned()).await;
+    for n in &nodes[1..] {
+        let other = rows_on((*n).to_owned()).await;
+        let differ: Vec<_> = first
+            .keys()
+            .chain(other.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|id| first.get(id) != other.get(id))
+            .take(20)
+            .map(|id| (id, first.get(id), other.get(id)))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "[{what}] rows of {db}.t differ between {} and {n} (id, {0}, {n}): {differ:?}",
+            nodes[0]
+        );
+    }
+}
+
 /// What a [`Load`] did.
 #[derive(Debug, Default)]
 pub struct LoadReport {
@@ -694,6 +747,7 @@ pub async fn verify_load(c: &Cluster, what: &str, nodes: &[&str], db: &str, repo
             "[{what}] {n} holds rows never sent"
         );
     }
+    assert_same_rows(c, what, nodes, db, seq).await;
     let sums = c.assert_converged(nodes, db, seq).await;
     eprintln!("[{what}] checksums equal on {nodes:?}: {sums}");
 }

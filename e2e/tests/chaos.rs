@@ -13,11 +13,9 @@
 //! DDB_CHAOS_ROUNDS=30 cargo test -p ddb-e2e --test chaos -- --nocapture --test-threads=1
 //! ```
 
-use ddb::connect::NatsOptions;
 use ddb::heartbeat::Mode;
 use ddb::ErrorCode;
 use ddb_e2e::*;
-use ddb_testsupport::NatsServer;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -208,18 +206,8 @@ async fn stream_replicas(c: &Cluster) -> Option<(String, Vec<(String, bool, bool
 async fn a_three_server_nats_cluster_loses_a_server_under_load() {
     let what = "3-server NATS cluster";
     let started = Instant::now();
-    let servers = NatsServer::start_cluster(3);
-    let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
-    let mut servers = servers.into_iter();
-    let first = servers.next().expect("n1");
-    let mut c = Cluster::start_with(
-        2,
-        first,
-        servers.collect(),
-        NatsOptions::new(&urls),
-        &["--log-replicas", "3"],
-    )
-    .await;
+    let mut c = Cluster::start_on_three_servers(2).await;
+    let urls: Vec<String> = c.nats_servers().iter().map(|s| s.url()).collect();
     eprintln!("[{what}] servers {urls:?}; nodes started with --log-replicas 3 and all three URLs");
     create_table(&c, "nclus").await;
     let load = Load::start(&c, writer(), "nclus", 0);

@@ -16,6 +16,8 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most entry bytes a consumer pull delivers, and the applier takes before applying them: a
@@ -269,6 +271,8 @@ pub struct Log {
     /// For trimming: a purge of a big subject may take longer than an append should wait.
     admin: jetstream::Context,
     subjects: Subjects,
+    /// Whether the stream has more than one replica, as last read from the server.
+    replicated: Arc<AtomicBool>,
 }
 
 /// The log's size as the server reports it.
@@ -290,6 +294,7 @@ impl Log {
             js,
             admin,
             subjects,
+            replicated: Arc::default(),
         }
     }
 
@@ -327,7 +332,14 @@ impl Log {
                 ),
             ));
         }
+        self.replicated
+            .store(info.config.num_replicas > 1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether the stream has more than one replica (known once `ensure_stream` ran).
+    pub fn replicated(&self) -> bool {
+        self.replicated.load(Ordering::Relaxed)
     }
 
     /// The stream for message gets, without asking the server for its info first (which

@@ -1,4 +1,4 @@
-//! Test support: a real `nats-server` with JetStream on a random loopback port and a
+//! Test support: a real `nats-server` with JetStream on a free loopback port and a
 //! temporary store dir, killed on drop (after nats.rs's `nats-server` helper crate).
 
 pub mod prometheus;
@@ -27,7 +27,8 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts `nats-server -js -p -1` on 127.0.0.1 with a fresh temporary store dir.
+    /// Starts `nats-server -js` on 127.0.0.1, on a port [`free_port`] chose, with a fresh
+    /// temporary store dir.
     pub fn start() -> NatsServer {
         Self::start_with_args(&[])
     }
@@ -39,10 +40,16 @@ impl NatsServer {
 
     /// Starts with extra arguments and environment variables (a config file given with
     /// `-c ABSOLUTE_PATH` may read its secrets and paths from `$VARS`). Command-line flags
-    /// win over the config file, so the server still listens on 127.0.0.1 on a random port;
+    /// win over the config file, so the server still listens on 127.0.0.1 on a free port;
     /// with a config file it runs inside its temporary dir, where a relative JetStream
     /// `store_dir` then lands.
     pub fn start_with(extra: &[&str], env: &[(&str, &str)]) -> NatsServer {
+        Self::try_start_with(extra, env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`NatsServer::start_with`], or why the server would not start: a port taken
+    /// between choosing it and binding it is tried again with another.
+    fn try_start_with(extra: &[&str], env: &[(&str, &str)]) -> Result<NatsServer, String> {
         let store_dir = tempfile::tempdir().expect("create temp dir for the JetStream store");
         let mut server = NatsServer {
             child: None,
@@ -54,15 +61,34 @@ impl NatsServer {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        server.spawn(None);
-        server
+        let mut failed = String::new();
+        for _ in 0..5 {
+            match server.spawn(free_port()) {
+                Ok(()) => return Ok(server),
+                Err(e) => failed = e,
+            }
+        }
+        Err(failed)
     }
 
     /// `n` nats-servers on loopback forming one NATS cluster (`ddb-test`), JetStream on
-    /// each, named `n1`, `n2`, ...; each has its own random client port and store. A
-    /// server killed with [`NatsServer::kill`] and started again with
-    /// [`NatsServer::restart`] rejoins on the same ports with the same store.
+    /// each, named `n1`, `n2`, ...; each has its own client port and store. A server killed
+    /// with [`NatsServer::kill`] and started again with [`NatsServer::restart`] rejoins on
+    /// the same ports with the same store.
     pub fn start_cluster(n: usize) -> Vec<NatsServer> {
+        let mut failed = String::new();
+        // A route port taken by the time its server binds it stops that server: choose
+        // them all again.
+        for _ in 0..5 {
+            match Self::try_start_cluster(n) {
+                Ok(servers) => return servers,
+                Err(e) => failed = e,
+            }
+        }
+        panic!("{failed}")
+    }
+
+    fn try_start_cluster(n: usize) -> Result<Vec<NatsServer>, String> {
         let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         (0..n)
             .map(|i| {
@@ -75,24 +101,28 @@ impl NatsServer {
                 let name = format!("n{}", i + 1);
                 let listen = format!("nats://127.0.0.1:{}", cluster_ports[i]);
                 let routes = routes.join(",");
-                NatsServer::start_with_args(&[
-                    "--server_name",
-                    &name,
-                    "--cluster_name",
-                    "ddb-test",
-                    "--cluster",
-                    &listen,
-                    "--routes",
-                    &routes,
-                ])
+                NatsServer::try_start_with(
+                    &[
+                        "--server_name",
+                        &name,
+                        "--cluster_name",
+                        "ddb-test",
+                        "--cluster",
+                        &listen,
+                        "--routes",
+                        &routes,
+                    ],
+                    &[],
+                )
             })
             .collect()
     }
 
-    fn spawn(&mut self, port: Option<u16>) {
-        let port_arg = port.map_or("-1".to_owned(), |p| p.to_string());
+    /// Runs the server on `port` and waits until it accepts connections; on failure the
+    /// process is gone and the error quotes the end of its log.
+    fn spawn(&mut self, port: u16) -> Result<(), String> {
         let mut cmd = Command::new("nats-server");
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port_arg]);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()]);
         if self.extra_args.iter().any(|a| a == "-c" || a == "--config") {
             // A config file may set its own JetStream store_dir (nats-server refuses `-sd`
             // beside it): run the server inside the temporary dir, so that a relative
@@ -111,35 +141,53 @@ impl NatsServer {
             Err(e) => panic!("cannot start nats-server: {e}"),
         };
         let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The server logs the port it bound; keep draining its stderr so it never blocks.
+        let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (lines, said_ready) = (tail.clone(), ready.clone());
+        // Keep draining its stderr so it never blocks; the last lines say why it stopped.
         std::thread::spawn(move || {
-            let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                        if let Some(p) = rest
-                            .trim()
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse::<u16>().ok())
-                        {
-                            let _ = tx.send(p);
-                            sent = true;
-                        }
-                    }
-                }
                 if std::env::var_os("DDB_TEST_NATS_LOG").is_some() {
                     eprintln!("[nats-server] {line}");
                 }
+                if line.contains("Server is ready") {
+                    said_ready.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let mut lines = lines.lock().unwrap_or_else(|p| p.into_inner());
+                if lines.len() == 20 {
+                    lines.pop_front();
+                }
+                lines.push_back(line);
             }
         });
-        let port = rx
-            .recv_timeout(Duration::from_secs(15))
-            .unwrap_or_else(|_| panic!("nats-server did not report its port within 15 s"));
-        wait_for_port(port, Duration::from_secs(10));
-        self.child = Some(child);
-        self.port = port;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let failure = loop {
+            // Ready by its own word (another process may hold the port it could not bind).
+            if ready.load(std::sync::atomic::Ordering::SeqCst)
+                && matches!(child.try_wait(), Ok(None))
+                && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
+                self.child = Some(child);
+                self.port = port;
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                break format!("nats-server on port {port} exited ({status})");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break format!("nats-server did not open port {port} within 15 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Give the log reader a moment to take the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+        Err(format!(
+            "{failure}; its log ends with:\n{}",
+            tail.iter().cloned().collect::<Vec<_>>().join("\n")
+        ))
     }
 
     pub fn port(&self) -> u16 {
@@ -198,14 +246,12 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.port;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(15);
         // The port may linger briefly after the kill.
         loop {
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn(Some(port))));
-            match result {
+            match self.spawn(port) {
                 Ok(()) => return,
-                Err(e) if Instant::now() > deadline => std::panic::resume_unwind(e),
+                Err(e) if Instant::now() > deadline => panic!("restart: {e}"),
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
@@ -219,23 +265,32 @@ impl Drop for NatsServer {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for servers that need a fixed port,
-/// such as a NATS cluster's route port).
+/// such as a NATS cluster's route port), chosen below the kernel's range for outgoing
+/// connections: a client dialling a killed server would otherwise be handed its port now and
+/// then, and the server could not bind it again when restarted.
 pub fn free_port() -> u16 {
+    let below = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if below > 12_000 {
+        let mut rng = Rng::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id()) << 32,
+        );
+        for _ in 0..200 {
+            let port = rng.range(10_000, u64::from(below) - 1) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind a free loopback port")
-}
-
-fn wait_for_port(port: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server port {port} did not open in time"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Sends `SIG<name>` (`STOP`, `CONT`, `TERM`, ...) to `pid` with kill(1); panics if that fails.

@@ -35,8 +35,21 @@ pub(crate) async fn apply_entries(
         .note_entries(db, entries.iter().map(|e| (e.seq, e.payload.len())));
     // Each entry with what it says it follows (its `prev`).
     let mut decoded: Vec<(u64, Option<u64>, Vec<LoggedOp>)> = Vec::with_capacity(entries.len());
+    // The entry of this database before the one at hand, whether applied or passed over.
+    let mut before = applied;
     for e in entries.into_iter().filter(|e| e.seq > applied) {
+        let follows = std::mem::replace(&mut before, e.seq);
         match LogEntry::decode(&e.payload, db) {
+            Ok(entry) if entry.prev.is_some_and(|p| p < follows) => {
+                // Its writer executed it on data without entry `follows`, yet the log took it
+                // (a clustered JetStream can take two appends expecting the same last entry
+                // around a change of stream leader). Applying it would order its ops after
+                // ops its writer never saw, so every node passes over it alike, as the server
+                // should have refused it; its writer finds out and writes the ops again.
+                tracing::warn!(node = %node.name(), db = %db, seq = e.seq, prev = ?entry.prev, follows, "log entry was appended on a state the log had moved past; passed over on every node");
+                node.passed_over(e.seq, entry.ops.iter().filter_map(|o| o.op_id.as_deref()));
+                decoded.push((e.seq, None, Vec::new()));
+            }
             Ok(entry) => decoded.push((e.seq, entry.prev, entry.ops)),
             Err(err) => {
                 // No writer appends an entry it has not executed, so this was not written by

@@ -3,7 +3,9 @@
 //! largest payload (too large), the duplicate window by message id (the original seq comes
 //! back, marked duplicate) and delivery in stream order. It can also lose a delivery in
 //! flight, as a dying NATS server can, be made unavailable, and purge a database below a seq,
-//! leaving holes in the stream's seqs as trimming does.
+//! leaving holes in the stream's seqs as trimming does. Set as replicated, it can also do what
+//! a clustered JetStream 2.9 does around a change of stream leader: store an entry but lose
+//! its acknowledgement, and take an append whose expected last entry is no longer the last.
 
 use super::locks::lock;
 use super::log_port::{Delivered, Deliveries, LogPort};
@@ -43,6 +45,11 @@ struct State {
     lose: BTreeSet<u64>,
     unavailable: bool,
     consumers_opened: usize,
+    replicated: bool,
+    /// The next append is stored but answered as unavailable.
+    lose_next_ack: bool,
+    /// The next append is taken whatever entry it expects to follow.
+    skip_next_expected_check: bool,
 }
 
 struct Stored {
@@ -88,6 +95,21 @@ impl FakeLog {
     /// Every call fails as unavailable while set.
     pub fn set_unavailable(&self, unavailable: bool) {
         lock(&self.shared.state).unavailable = unavailable;
+    }
+
+    /// Says the log is kept by several servers (writers then check what they appended).
+    pub fn set_replicated(&self, replicated: bool) {
+        lock(&self.shared.state).replicated = replicated;
+    }
+
+    /// The next append is stored, but its writer is told the log is unavailable.
+    pub fn lose_next_ack(&self) {
+        lock(&self.shared.state).lose_next_ack = true;
+    }
+
+    /// The next append is stored even if its database's last entry is not the one it expects.
+    pub fn skip_next_expected_check(&self) {
+        lock(&self.shared.state).skip_next_expected_check = true;
     }
 
     pub fn consumers_opened(&self) -> usize {
@@ -192,7 +214,7 @@ impl LogPort for FakeLog {
                 duplicate: true,
             });
         }
-        if s.last_of(db.as_str()) != expected {
+        if !std::mem::take(&mut s.skip_next_expected_check) && s.last_of(db.as_str()) != expected {
             return Err(AppendError::Conflict);
         }
         s.entries.push(Stored {
@@ -206,10 +228,19 @@ impl LogPort for FakeLog {
             s.msg_ids.insert(id.to_owned(), (seq, now));
         }
         self.shared.end.send_replace(seq);
+        if std::mem::take(&mut s.lose_next_ack) {
+            return Err(AppendError::Unavailable(
+                "the acknowledgement was lost".into(),
+            ));
+        }
         Ok(Appended {
             seq,
             duplicate: false,
         })
+    }
+
+    fn replicated(&self) -> bool {
+        lock(&self.shared.state).replicated
     }
 
     async fn consumer(&self, _node: &str, position: u64) -> Result<Deliveries, DdbError> {

@@ -38,6 +38,11 @@ pub(crate) trait LogPort: Send + Sync + 'static {
         msg_id: Option<&str>,
     ) -> Result<Appended, AppendError>;
 
+    /// Whether several servers keep the log. A JetStream 2.9 stream kept by several servers
+    /// can take two appends that expect the same last entry (around a change of its leader),
+    /// so there a writer checks that its entry follows the one it expected.
+    fn replicated(&self) -> bool;
+
     /// This node's reader: every entry after `position`, in order.
     async fn consumer(&self, node: &str, position: u64) -> Result<Deliveries, DdbError>;
 
@@ -74,6 +79,10 @@ impl LogPort for Log {
         msg_id: Option<&str>,
     ) -> Result<Appended, AppendError> {
         Log::append(self, db, entry, expected, msg_id).await
+    }
+
+    fn replicated(&self) -> bool {
+        Log::replicated(self)
     }
 
     async fn consumer(&self, node: &str, position: u64) -> Result<Deliveries, DdbError> {

@@ -1,6 +1,8 @@
 //! The op_ids this node saw in the log recently, with their seq: a retry of one is answered
 //! `duplicate` at once, without a store lookup. Bounded: the oldest are forgotten first (the
-//! store's own op_id record answers for those).
+//! store's own op_id record answers for those). An op_id whose entry every node passed over
+//! is remembered as such: JetStream's duplicate window still names that entry, which never
+//! took effect.
 
 use super::locks::lock;
 use std::collections::{HashMap, VecDeque};
@@ -16,8 +18,14 @@ pub(crate) struct OpIds {
 
 #[derive(Default)]
 struct Memory {
-    seqs: HashMap<String, u64>,
+    seqs: HashMap<String, Seen>,
     order: VecDeque<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Seen {
+    Applied(u64),
+    PassedOver(u64),
 }
 
 impl Default for OpIds {
@@ -37,8 +45,23 @@ impl OpIds {
     /// Remembers `op_id` at `seq`. One seen again gets the new seq but keeps its place in
     /// the eviction order: the memory holds each op_id once, so its size stays bounded.
     pub fn remember(&self, op_id: &str, seq: u64) {
+        self.note(op_id, Seen::Applied(seq));
+    }
+
+    /// Remembers that the entry at `seq` holding `op_id` was passed over (never applied).
+    pub fn remember_passed_over(&self, op_id: &str, seq: u64) {
+        self.note(op_id, Seen::PassedOver(seq));
+    }
+
+    fn note(&self, op_id: &str, seen: Seen) {
         let mut m = lock(&self.inner);
-        if m.seqs.insert(op_id.to_owned(), seq).is_none() {
+        // An op applied once stays applied: a later entry passed over repeats it in vain.
+        if matches!(seen, Seen::PassedOver(_))
+            && matches!(m.seqs.get(op_id), Some(Seen::Applied(_)))
+        {
+            return;
+        }
+        if m.seqs.insert(op_id.to_owned(), seen).is_none() {
             m.order.push_back(op_id.to_owned());
             if m.order.len() > self.capacity {
                 if let Some(old) = m.order.pop_front() {
@@ -48,8 +71,17 @@ impl OpIds {
         }
     }
 
+    /// The seq of the entry that applied `op_id`.
     pub fn seq_of(&self, op_id: &str) -> Option<u64> {
-        lock(&self.inner).seqs.get(op_id).copied()
+        match lock(&self.inner).seqs.get(op_id) {
+            Some(Seen::Applied(seq)) => Some(*seq),
+            _ => None,
+        }
+    }
+
+    /// Whether the entry at `seq` held `op_id` and was passed over.
+    pub fn passed_over_at(&self, op_id: &str, seq: u64) -> bool {
+        lock(&self.inner).seqs.get(op_id) == Some(&Seen::PassedOver(seq))
     }
 
     #[cfg(test)]
@@ -73,6 +105,22 @@ mod tests {
             (m.seq_of("a"), m.seq_of("b"), m.seq_of("c")),
             (Some(7), Some(9), None)
         );
+    }
+
+    #[test]
+    fn an_op_id_passed_over_has_no_seq_until_an_entry_applies_it() {
+        let m = OpIds::default();
+        m.remember_passed_over("a", 4);
+        assert_eq!(m.seq_of("a"), None);
+        assert!(m.passed_over_at("a", 4));
+        assert!(!m.passed_over_at("a", 5));
+        m.remember("a", 6);
+        assert_eq!(m.seq_of("a"), Some(6));
+        assert!(!m.passed_over_at("a", 4));
+        // Passed over again later: still the entry that applied it.
+        m.remember_passed_over("a", 9);
+        assert_eq!(m.seq_of("a"), Some(6));
+        assert!(!m.passed_over_at("a", 9));
     }
 
     #[test]

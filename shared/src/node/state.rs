@@ -188,6 +188,18 @@ impl Node {
         self.op_ids.seq_of(op_id)
     }
 
+    /// Notes the op_ids of the entry at `seq` that every node passes over.
+    pub fn passed_over<'a>(&self, seq: u64, op_ids: impl IntoIterator<Item = &'a str>) {
+        for id in op_ids {
+            self.op_ids.remember_passed_over(id, seq);
+        }
+    }
+
+    /// Whether this node passed over the entry at `seq` holding `op_id` (recently).
+    pub fn op_id_passed_over_at(&self, op_id: &str, seq: u64) -> bool {
+        self.op_ids.passed_over_at(op_id, seq)
+    }
+
     /// The bookkeeping after ops of `db` were committed here, by the writer or the log
     /// reader alike: each op with the seq of its entry; `last` is the last entry's seq.
     pub fn committed<'a>(

@@ -143,7 +143,20 @@ fn ok_reply(node: &NodeRef, seq: u64, affected: Option<u64>, duplicate: bool) ->
     r
 }
 
-async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
+async fn process(node: &NodeRef, db: &Name, jobs: Vec<Job>) {
+    process_with(node, db, jobs, Dedup::ByOpId).await
+}
+
+/// Whether an entry of a lone op with an op_id carries it as its `Nats-Msg-Id`.
+#[derive(Clone, Copy, PartialEq)]
+enum Dedup {
+    ByOpId,
+    /// The duplicate window names an entry with this op_id that every node passed over:
+    /// another with the same id would be taken for it.
+    Off,
+}
+
+async fn process_with(node: &NodeRef, db: &Name, mut jobs: Vec<Job>, mut dedup: Dedup) {
     // A retry of an op this node has already seen in the log: answer with the original seq.
     let mut fresh = Vec::with_capacity(jobs.len());
     for job in jobs.drain(..) {
@@ -204,7 +217,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
         jobs = fresh;
     }
     while Instant::now() < deadline {
-        match try_once(node, db, &mut cursor, &jobs).await {
+        match try_once(node, db, &mut cursor, &jobs, dedup).await {
             Attempt::Done(results) => {
                 for (job, r) in jobs.into_iter().zip(results) {
                     answer(node, job, r).await;
@@ -213,17 +226,31 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
             }
             Attempt::Duplicate(seq) => {
                 drop(cursor);
-                let r = node
-                    .wait_position(seq, node.cfg.wait_limit)
-                    .await
-                    .map(|()| ok_reply(node, seq, None, true));
+                let r = node.wait_position(seq, node.cfg.wait_limit).await;
+                if r.is_ok()
+                    && jobs.iter().any(|j| {
+                        j.op_id
+                            .as_deref()
+                            .is_some_and(|id| node.op_id_passed_over_at(id, seq))
+                    })
+                {
+                    // That entry never took effect: write the op again, under no msg id.
+                    Box::pin(process_with(node, db, jobs, Dedup::Off)).await;
+                    return;
+                }
+                let r = r.map(|()| ok_reply(node, seq, None, true));
                 for job in jobs {
                     answer(node, job, r.clone()).await;
                 }
                 return;
             }
-            Attempt::Conflict => {
-                tracing::debug!(node = %node.name(), db = %db, "sequence conflict; reading the log");
+            attempt @ (Attempt::Conflict | Attempt::PassedOver) => {
+                if matches!(attempt, Attempt::PassedOver) {
+                    tracing::warn!(node = %node.name(), db = %db, "the log took this writer's entry after another that it did not follow; reading the log and writing again");
+                    dedup = Dedup::Off;
+                } else {
+                    tracing::debug!(node = %node.name(), db = %db, "sequence conflict; reading the log");
+                }
                 if let Err(e) = sync_from_log(node, db, &mut cursor).await {
                     for job in jobs {
                         answer(node, job, Err(e.clone())).await;
@@ -246,7 +273,7 @@ async fn process(node: &NodeRef, db: &Name, mut jobs: Vec<Job>) {
             Attempt::Split => {
                 drop(cursor);
                 for job in jobs {
-                    Box::pin(process(node, db, vec![job])).await;
+                    Box::pin(process_with(node, db, vec![job], dedup)).await;
                 }
                 return;
             }
@@ -266,11 +293,20 @@ enum Attempt {
     /// The op_id is already in the log at this seq.
     Duplicate(u64),
     Conflict,
+    /// The log took the entry, but after another entry of the database than the one it
+    /// follows: every node passes over it (see `apply`), so nothing was written.
+    PassedOver,
     /// The entry was too large for one message: write the ops one by one.
     Split,
 }
 
-async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[Job]) -> Attempt {
+async fn try_once(
+    node: &NodeRef,
+    db: &Name,
+    cursor: &mut CursorGuard,
+    jobs: &[Job],
+    dedup: Dedup,
+) -> Attempt {
     let all_fail = |e: DdbError| Attempt::Done(jobs.iter().map(|_| Err(e.clone())).collect());
     let expected = match cursor.applied(node.store.as_ref()).await {
         Ok(s) => s,
@@ -332,7 +368,7 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
     }
     let entry = LogEntry::encode_ops(node.name(), expected, &logged);
     let msg_id = match jobs {
-        [only] => only.op_id.as_deref(),
+        [only] if dedup == Dedup::ByOpId => only.op_id.as_deref(),
         _ => None,
     };
     let t_append = Instant::now();
@@ -350,6 +386,22 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
     match appended {
         Ok(appended) if !appended.duplicate => {
             let seq = appended.seq;
+            if node.log.replicated() {
+                match follows_directly(node, db, expected, seq).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = txn.rollback().await;
+                        return Attempt::PassedOver;
+                    }
+                    Err(e) => {
+                        let _ = txn.rollback().await;
+                        return all_fail(DdbError::unavailable(format!(
+                            "the log took the write at seq {seq} but could not show that it directly follows entry {expected}, so nothing was committed here ({}); retry with the same op_id to be safe",
+                            e.message
+                        )));
+                    }
+                }
+            }
             node.progress.note_log_end(seq);
             let t_commit = Instant::now();
             let committed = txn.commit(seq).await;
@@ -410,6 +462,32 @@ async fn try_once(node: &NodeRef, db: &Name, cursor: &mut CursorGuard, jobs: &[J
             )))
         }
     }
+}
+
+/// Whether the entry the log took at `seq` is the first of `db` after `expected`. A single
+/// JetStream server refuses an append whose expected last entry is not the last; a stream kept
+/// by several servers (2.9) can take two appends that expect the same entry around a change of
+/// its leader, and then the later one is passed over by every node.
+async fn follows_directly(
+    node: &NodeRef,
+    db: &Name,
+    expected: u64,
+    seq: u64,
+) -> Result<bool, DdbError> {
+    // A leader elected a moment ago may not have stored what it acknowledged yet.
+    let mut seen = None;
+    for _ in 0..3 {
+        let first = node.log.entries_after(db, expected, 1).await?;
+        seen = match first.first().map(|(s, _)| *s) {
+            Some(first) if first == seq => return Ok(true),
+            Some(first) if first < seq => return Ok(false),
+            other => other,
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(DdbError::unavailable(format!(
+        "the log's first entry of {db} after {expected} reads as {seen:?}"
+    )))
 }
 
 /// After a conflict: apply the entries of `db` this node has not applied yet, read straight

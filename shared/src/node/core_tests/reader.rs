@@ -161,6 +161,39 @@ async fn an_entry_ddb_did_not_write_is_passed_over_and_recorded() {
 }
 
 #[tokio::test]
+async fn an_entry_appended_on_a_state_the_log_had_moved_past_is_passed_over_alike() {
+    // What a clustered JetStream 2.9 can take around a change of stream leader: two entries
+    // that both expect entry 2. The second was executed without the first's row, so every
+    // node passes over it; the entry after it, written on top of it, is applied.
+    let t = test_node(Role::Slave).await;
+    append(&t, "shop", &[CREATE_SHOP]).await;
+    append(&t, "shop", &[CREATE_T]).await;
+    let shop = db("shop");
+    t.log
+        .append(&shop, entry("m1", 2, &[&insert(1)]), 2, None)
+        .await
+        .unwrap();
+    let stale = r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":2},"op_id":"k-2"}"#;
+    t.log.skip_next_expected_check();
+    let passed_over = t
+        .log
+        .append(&shop, entry("s1", 2, &[stale]), 2, Some("k-2"))
+        .await
+        .unwrap();
+    assert_eq!(passed_over.seq, 4);
+    append(&t, "shop", &[&insert(3)]).await;
+    let reader = start_reader(&t.node);
+    reach(&t.node, 5).await;
+    assert_eq!(rows(&t.node, "shop", "t").await, 2);
+    assert_eq!(t.node.store.applied_seq(&shop).await.unwrap(), 5);
+    assert!(!t.node.is_broken("shop"));
+    // Its op_id is known as never applied, not as applied at 4.
+    assert_eq!(t.node.seq_of_op_id("k-2"), None);
+    assert!(t.node.op_id_passed_over_at("k-2", 4));
+    reader.stop().await;
+}
+
+#[tokio::test]
 async fn a_restart_resumes_at_the_persisted_position() {
     let t = test_node(Role::Slave).await;
     append(&t, "shop", &[CREATE_SHOP]).await;

@@ -4,7 +4,7 @@
 use super::super::job::Job;
 use super::super::log_port::LogPort;
 use super::super::reply_to::ReplyTo;
-use super::super::test_node::{test_node, test_node_with, TestNode, MAX_PAYLOAD};
+use super::super::test_node::{node_on, test_node, test_node_with, TestNode, MAX_PAYLOAD};
 use super::super::writer::Writers;
 use super::*;
 use crate::error::ErrorCode;
@@ -251,6 +251,110 @@ async fn a_log_that_does_not_confirm_commits_nothing() {
     assert_eq!(rows(&w.t.node, "shop", "t").await, 0);
     let r = w.write(&insert(1)).await;
     assert_eq!(r.seq, Some(3), "{:?}", r.error);
+}
+
+/// A writer on a replicated log whose first append after the shop was stored but not
+/// acknowledged, and whose next append the log takes although it expects the same entry.
+async fn after_a_lost_ack_the_log_takes_a_stale_append() -> Writing {
+    let w = Writing::new().await.with_shop().await;
+    w.t.log.set_replicated(true);
+    w.t.log.lose_next_ack();
+    let r = w.write(&insert(1)).await;
+    assert_eq!(code(&r), Some(ErrorCode::Unavailable), "{:?}", r.error);
+    assert_eq!(w.t.log.entries().len(), 3, "stored though unacknowledged");
+    w.t.log.skip_next_expected_check();
+    w
+}
+
+#[tokio::test]
+async fn an_entry_the_log_took_after_one_it_does_not_follow_is_written_again() {
+    let w = after_a_lost_ack_the_log_takes_a_stale_append().await;
+    let shop = db("shop");
+    let r = w.write(&insert(2)).await;
+    // Entry 4 expected entry 2 but came after 3: the writer sees that, commits nothing of it,
+    // applies 3, passes over 4, and writes the op again after 4.
+    assert_eq!((r.ok, r.seq), (true, Some(5)), "{:?}", r.error);
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 2);
+    assert_eq!(w.t.node.store.applied_seq(&shop).await.unwrap(), 5);
+    let entries = w.t.log.entries();
+    assert_eq!(
+        LogEntry::decode(&entries[3].1, &shop).unwrap().prev,
+        Some(2)
+    );
+    assert_eq!(
+        LogEntry::decode(&entries[4].1, &shop).unwrap().prev,
+        Some(4)
+    );
+    // A replica that reads the whole log holds the same rows.
+    let dir = tempfile::tempdir().unwrap();
+    let replica = node_on(Role::Slave, &dir, &w.t.log, |_| {}).await;
+    let stop = CancellationToken::new();
+    let reader = tokio::spawn(super::super::applier::run(replica.clone(), stop.clone()));
+    within("the replica's position", replica.wait_position(5, LIMIT))
+        .await
+        .unwrap();
+    assert_eq!(rows(&replica, "shop", "t").await, 2);
+    assert_eq!(
+        replica.store.checksum(&shop, None).await.unwrap(),
+        w.t.node.store.checksum(&shop, None).await.unwrap()
+    );
+    stop.cancel();
+    within("the reader to stop", reader).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_op_id_whose_entry_was_passed_over_is_written_again_not_answered_as_a_duplicate() {
+    let w = after_a_lost_ack_the_log_takes_a_stale_append().await;
+    let json = r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":2},"op_id":"k-2"}"#;
+    // Entry 4 carries k-2 as its msg id and is passed over: the write again must not be
+    // taken for it by the duplicate window.
+    let r = w.write(json).await;
+    assert_eq!(
+        (r.ok, r.seq, r.duplicate),
+        (true, Some(5), false),
+        "{:?}",
+        r.error
+    );
+    let again = w.write(json).await;
+    assert_eq!(
+        (again.ok, again.seq, again.duplicate),
+        (true, Some(5), true)
+    );
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 2);
+    assert_eq!(w.t.log.entries().len(), 5);
+}
+
+#[tokio::test]
+async fn a_retry_the_duplicate_window_answers_with_a_passed_over_entry_is_written_again() {
+    // Another writer's entry 4 with k-7 was passed over here; the client retries k-7 at this
+    // node, whose append JetStream answers as a duplicate of 4.
+    let w = Writing::new().await.with_shop().await;
+    let shop = db("shop");
+    let json = r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":7},"op_id":"k-7"}"#;
+    w.t.log
+        .append(&shop, entry("other", 2, &[&insert(100)]), 2, None)
+        .await
+        .unwrap();
+    w.t.log.skip_next_expected_check();
+    w.t.log
+        .append(&shop, entry("other", 2, &[json]), 2, Some("k-7"))
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let reader = tokio::spawn(super::super::applier::run(w.t.node.clone(), stop.clone()));
+    within("the position", w.t.node.wait_position(4, LIMIT))
+        .await
+        .unwrap();
+    let r = w.write(json).await;
+    assert_eq!(
+        (r.ok, r.seq, r.duplicate),
+        (true, Some(5), false),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(rows(&w.t.node, "shop", "t").await, 2);
+    stop.cancel();
+    within("the reader to stop", reader).await.unwrap();
 }
 
 #[tokio::test]
