@@ -227,12 +227,9 @@ async fn process_with(node: &NodeRef, db: &Name, mut jobs: Vec<Job>, mut dedup: 
             Attempt::Duplicate(seq) => {
                 drop(cursor);
                 let r = node.wait_position(seq, node.cfg.wait_limit).await;
-                if r.is_ok()
-                    && jobs.iter().any(|j| {
-                        j.op_id
-                            .as_deref()
-                            .is_some_and(|id| node.op_id_passed_over_at(id, seq))
-                    })
+                let op_id = jobs.first().and_then(|j| j.op_id.as_deref());
+                if r.is_ok() && op_id.is_some_and(|id| node.op_id_passed_over_at(id, seq))
+                    || r.is_ok() && was_passed_over(node, db, op_id, seq).await
                 {
                     // That entry never took effect: write the op again, under no msg id.
                     Box::pin(process_with(node, db, jobs, Dedup::Off)).await;
@@ -488,6 +485,33 @@ async fn follows_directly(
     Err(DdbError::unavailable(format!(
         "the log's first entry of {db} after {expected} reads as {seen:?}"
     )))
+}
+
+/// Whether the entry at `seq` that JetStream's duplicate window names for `op_id` was passed
+/// over, when this node does not remember (it restarted since, or that was long ago): its
+/// op_id is recorded at no seq here, and the log shows another entry between the one it
+/// follows and it. Only a replicated log holds such entries.
+async fn was_passed_over(node: &NodeRef, db: &Name, op_id: Option<&str>, seq: u64) -> bool {
+    let Some(id) = op_id else {
+        return false;
+    };
+    if !node.log.replicated() || node.seq_of_op_id(id) == Some(seq) {
+        return false;
+    }
+    if matches!(node.store.op_id_seq(db, id).await, Ok(Some(s)) if s == seq) {
+        return false;
+    }
+    let Ok(entry) = node.log.entries_after(db, seq - 1, 1).await else {
+        return false;
+    };
+    let prev = match entry.first() {
+        Some((s, payload)) if *s == seq => LogEntry::decode(payload, db).ok().and_then(|e| e.prev),
+        _ => None,
+    };
+    match prev {
+        Some(prev) => matches!(follows_directly(node, db, prev, seq).await, Ok(false)),
+        None => false,
+    }
 }
 
 /// After a conflict: apply the entries of `db` this node has not applied yet, read straight

@@ -324,20 +324,20 @@ async fn an_op_id_whose_entry_was_passed_over_is_written_again_not_answered_as_a
     assert_eq!(w.t.log.entries().len(), 5);
 }
 
-#[tokio::test]
-async fn a_retry_the_duplicate_window_answers_with_a_passed_over_entry_is_written_again() {
-    // Another writer's entry 4 with k-7 was passed over here; the client retries k-7 at this
-    // node, whose append JetStream answers as a duplicate of 4.
-    let w = Writing::new().await.with_shop().await;
+const K7: &str = r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":7},"op_id":"k-7"}"#;
+
+/// Another writer's entries 3 and 4 of the shop, both after entry 2 (the log took the second
+/// although it expected 2): this node's reader applied 3 and passed over 4, which holds K7
+/// and is the entry JetStream's duplicate window names for k-7.
+async fn k7_passed_over_by(w: Writing) -> Writing {
     let shop = db("shop");
-    let json = r#"{"op":"INSERT","db":"shop","table":"t","data":{"id":7},"op_id":"k-7"}"#;
     w.t.log
         .append(&shop, entry("other", 2, &[&insert(100)]), 2, None)
         .await
         .unwrap();
     w.t.log.skip_next_expected_check();
     w.t.log
-        .append(&shop, entry("other", 2, &[json]), 2, Some("k-7"))
+        .append(&shop, entry("other", 2, &[K7]), 2, Some("k-7"))
         .await
         .unwrap();
     let stop = CancellationToken::new();
@@ -345,7 +345,15 @@ async fn a_retry_the_duplicate_window_answers_with_a_passed_over_entry_is_writte
     within("the position", w.t.node.wait_position(4, LIMIT))
         .await
         .unwrap();
-    let r = w.write(json).await;
+    stop.cancel();
+    within("the reader to stop", reader).await.unwrap();
+    w
+}
+
+/// The client retries k-7 here: its append is answered as a duplicate of 4, which never took
+/// effect, so the op is written again as entry 5.
+async fn k7_is_written_again(w: &Writing) {
+    let r = w.write(K7).await;
     assert_eq!(
         (r.ok, r.seq, r.duplicate),
         (true, Some(5), false),
@@ -353,8 +361,30 @@ async fn a_retry_the_duplicate_window_answers_with_a_passed_over_entry_is_writte
         r.error
     );
     assert_eq!(rows(&w.t.node, "shop", "t").await, 2);
-    stop.cancel();
-    within("the reader to stop", reader).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_the_duplicate_window_answers_with_a_passed_over_entry_is_written_again() {
+    let w = k7_passed_over_by(Writing::new().await.with_shop().await).await;
+    k7_is_written_again(&w).await;
+}
+
+#[tokio::test]
+async fn after_a_restart_the_log_shows_that_the_duplicate_windows_entry_was_passed_over() {
+    // The node that passed over entry 4 restarted since: it no longer remembers, so it reads
+    // the log to tell.
+    let t = test_node(Role::Master).await;
+    t.log.set_replicated(true);
+    let Writing { t, .. } = k7_passed_over_by(Writing::on(t).await.with_shop().await).await;
+    let restarted = node_on(Role::Master, &t.dir, &t.log, |_| {}).await;
+    assert!(!restarted.op_id_passed_over_at("k-7", 4));
+    let w = Writing::on(TestNode {
+        node: restarted,
+        log: t.log.clone(),
+        dir: t.dir,
+    })
+    .await;
+    k7_is_written_again(&w).await;
 }
 
 #[tokio::test]
