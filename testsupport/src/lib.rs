@@ -7,10 +7,13 @@ mod rng;
 pub use proxy::{Direction, Fault, Proxy};
 pub use rng::{seed_from_env, Rng};
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PACKAGE_HINT: &str =
@@ -61,14 +64,8 @@ impl NatsServer {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        let mut failed = String::new();
-        for _ in 0..5 {
-            match server.spawn(free_port()) {
-                Ok(()) => return Ok(server),
-                Err(e) => failed = e,
-            }
-        }
-        Err(failed)
+        first_of_five(|| server.spawn(free_port()))?;
+        Ok(server)
     }
 
     /// `n` nats-servers on loopback forming one NATS cluster (`ddb-test`), JetStream on
@@ -76,16 +73,9 @@ impl NatsServer {
     /// with [`NatsServer::kill`] and started again with [`NatsServer::restart`] rejoins on
     /// the same ports with the same store.
     pub fn start_cluster(n: usize) -> Vec<NatsServer> {
-        let mut failed = String::new();
         // A route port taken by the time its server binds it stops that server: choose
         // them all again.
-        for _ in 0..5 {
-            match Self::try_start_cluster(n) {
-                Ok(servers) => return servers,
-                Err(e) => failed = e,
-            }
-        }
-        panic!("{failed}")
+        first_of_five(|| Self::try_start_cluster(n)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn try_start_cluster(n: usize) -> Result<Vec<NatsServer>, String> {
@@ -141,17 +131,17 @@ impl NatsServer {
             Err(e) => panic!("cannot start nats-server: {e}"),
         };
         let stderr = child.stderr.take().expect("piped stderr");
-        let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let ready = Arc::new(AtomicBool::new(false));
         let (lines, said_ready) = (tail.clone(), ready.clone());
         // Keep draining its stderr so it never blocks; the last lines say why it stopped.
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("DDB_TEST_NATS_LOG").is_some() {
                     eprintln!("[nats-server] {line}");
                 }
                 if line.contains("Server is ready") {
-                    said_ready.store(true, std::sync::atomic::Ordering::SeqCst);
+                    said_ready.store(true, Ordering::SeqCst);
                 }
                 let mut lines = lines.lock().unwrap_or_else(|p| p.into_inner());
                 if lines.len() == 20 {
@@ -163,7 +153,7 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         let failure = loop {
             // Ready by its own word (another process may hold the port it could not bind).
-            if ready.load(std::sync::atomic::Ordering::SeqCst)
+            if ready.load(Ordering::SeqCst)
                 && matches!(child.try_wait(), Ok(None))
                 && TcpStream::connect(("127.0.0.1", port)).is_ok()
             {
@@ -181,8 +171,8 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        // Give the log reader a moment to take the last lines.
-        std::thread::sleep(Duration::from_millis(50));
+        // The process is gone, so its stderr ends and the reader with it.
+        let _ = reader.join();
         let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
         Err(format!(
             "{failure}; its log ends with:\n{}",
@@ -274,12 +264,7 @@ pub fn free_port() -> u16 {
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     if below > 12_000 {
-        let mut rng = Rng::new(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                ^ u64::from(std::process::id()) << 32,
-        );
+        let mut rng = Rng::new(rng::clock_seed() ^ u64::from(std::process::id()) << 32);
         for _ in 0..200 {
             let port = rng.range(10_000, u64::from(below) - 1) as u16;
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -291,6 +276,18 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind a free loopback port")
+}
+
+/// The first success of up to five tries, or the last failure.
+fn first_of_five<T>(mut attempt: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let mut failed = String::new();
+    for _ in 0..5 {
+        match attempt() {
+            Ok(t) => return Ok(t),
+            Err(e) => failed = e,
+        }
+    }
+    Err(failed)
 }
 
 /// Sends `SIG<name>` (`STOP`, `CONT`, `TERM`, ...) to `pid` with kill(1); panics if that fails.

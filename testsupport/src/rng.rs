@@ -9,14 +9,17 @@ pub fn seed_from_env(var: &str, what: &str) -> u64 {
     let seed = std::env::var(var)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+        .unwrap_or_else(clock_seed);
     eprintln!("[{what}] seed {seed} (repeat with {var}={seed})");
     seed
+}
+
+/// A seed from the clock's nanoseconds.
+pub(crate) fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }
 
 impl Rng {

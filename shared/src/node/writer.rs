@@ -228,9 +228,7 @@ async fn process_with(node: &NodeRef, db: &Name, mut jobs: Vec<Job>, mut dedup: 
                 drop(cursor);
                 let r = node.wait_position(seq, node.cfg.wait_limit).await;
                 let op_id = jobs.first().and_then(|j| j.op_id.as_deref());
-                if r.is_ok() && op_id.is_some_and(|id| node.op_id_passed_over_at(id, seq))
-                    || r.is_ok() && was_passed_over(node, db, op_id, seq).await
-                {
+                if r.is_ok() && was_passed_over(node, db, op_id, seq).await {
                     // That entry never took effect: write the op again, under no msg id.
                     Box::pin(process_with(node, db, jobs, Dedup::Off)).await;
                     return;
@@ -488,13 +486,16 @@ async fn follows_directly(
 }
 
 /// Whether the entry at `seq` that JetStream's duplicate window names for `op_id` was passed
-/// over, when this node does not remember (it restarted since, or that was long ago): its
-/// op_id is recorded at no seq here, and the log shows another entry between the one it
-/// follows and it. Only a replicated log holds such entries.
+/// over: this node remembers so, or, when it does not (it restarted since, or that was long
+/// ago), its op_id is recorded at no seq here and the log shows another entry between the one
+/// it follows and it. Only a replicated log holds such entries.
 async fn was_passed_over(node: &NodeRef, db: &Name, op_id: Option<&str>, seq: u64) -> bool {
     let Some(id) = op_id else {
         return false;
     };
+    if node.op_id_passed_over_at(id, seq) {
+        return true;
+    }
     if !node.log.replicated() || node.seq_of_op_id(id) == Some(seq) {
         return false;
     }
