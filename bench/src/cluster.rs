@@ -1,6 +1,7 @@
 //! The cluster under test: its own nats-server, master and two slaves (release binaries,
 //! default settings, SQLite in temp dirs).
 
+use crate::cpu::{cpu_time, CpuTimes};
 use ddb::client::{DdbClient, Target};
 use ddb::connect::NatsOptions;
 use ddb::reply::Reply;
@@ -51,12 +52,20 @@ impl Cluster {
 
     /// CPU time (user + system) used so far by every process of the run: nats-server, the
     /// nodes and this benchmark (the clients). `None` when one cannot be read.
-    pub fn machine_cpu_time(&self) -> Option<Duration> {
-        let mut pids = vec![self.nats.pid()?, std::process::id()];
-        for node in self.nodes.values() {
-            pids.push(node.pid()?);
+    pub fn cpu_times(&self) -> Option<CpuTimes> {
+        let node = |name: &str| cpu_time(Some(self.nodes.get(name)?.pid()?));
+        let mut slaves = Duration::ZERO;
+        for (name, n) in &self.nodes {
+            if name != "master" {
+                slaves += cpu_time(Some(n.pid()?))?;
+            }
         }
-        pids.into_iter().map(|p| cpu_time(Some(p))).sum()
+        Some(CpuTimes {
+            nats_server: cpu_time(Some(self.nats.pid()?))?,
+            master: node("master")?,
+            slaves,
+            clients: cpu_time(Some(std::process::id()))?,
+        })
     }
 
     pub fn kill(&mut self, name: &str) {
@@ -153,14 +162,4 @@ pub fn node_command(name: &str, master: bool, nats: &NatsServer, dir: &Path) -> 
         )
         .stdin(Stdio::null());
     cmd
-}
-
-/// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
-pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // Linux reports these in USER_HZ, 100 on every platform Rust targets.
-    Some(Duration::from_millis(ticks * 10))
 }

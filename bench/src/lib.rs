@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod cluster;
+pub mod cpu;
 pub mod limits;
 pub mod perf;
 pub mod scenarios;
@@ -89,7 +90,7 @@ pub async fn run(cfg: &BenchConfig, progress: &mut dyn Write) -> anyhow::Result<
     let needs_limits = ["limits", "tx", "reads", "bulk", "tail"];
     if needs_limits.iter().any(|s| cfg.wants(s)) {
         say(progress, "limits: raw NATS, JetStream, SQLite");
-        r.limits = limits::measure(&c.nats.url(), c.dir.path(), cfg.window).await?;
+        r.limits = limits::measure(&c.nats.url(), c.nats.pid(), c.dir.path(), cfg.window).await?;
     }
     // Before anything else loads the machine or the cluster: one client alone.
     if cfg.wants("tail") {
@@ -205,6 +206,19 @@ fn ms(us: u64) -> String {
 /// The report as a Markdown table, each ddb figure beside its limit.
 pub fn render(r: &Report) -> String {
     let l = &r.limits;
+    let raw_cpu = |c: Option<cpu::CpuPerOp>| {
+        c.map_or_else(
+            || "n/a".to_owned(),
+            |c| {
+                format!(
+                    "nats-server {:.1} + benchmark {:.1} = {:.1} µs",
+                    c.nats_server_us,
+                    c.clients_us,
+                    c.total_us()
+                )
+            },
+        )
+    };
     let mut out = String::new();
     let mut row = |a: &str, b: String, c: String| {
         out.push_str(&format!("| {a} | {b} | {c} |\n"));
@@ -233,7 +247,15 @@ pub fn render(r: &Report) -> String {
             ),
             t.machine_cpu_us_per_write
                 .map_or_else(|| "n/a".into(), |us| format!("{us:.1} µs")),
-            "nats-server, master, slaves and clients together".into(),
+            t.cpu_per_write.map_or_else(
+                || "nats-server, master, slaves and clients together".into(),
+                |c| {
+                    format!(
+                        "nats-server {:.1}, master {:.1}, both slaves {:.1}, clients {:.1} µs",
+                        c.nats_server_us, c.master_us, c.slaves_us, c.clients_us
+                    )
+                },
+            ),
         );
         row(
             &format!("INSERT, {} clients: ops per log entry", t.clients),
@@ -300,6 +322,27 @@ pub fn render(r: &Report) -> String {
                     rd.per_s / l.nats_req_64_queue_of_3_per_s.max(1.0)
                 )
             },
+        );
+    }
+    for rd in r.reads.iter().filter(|rd| rd.clients > 1) {
+        let Some(c) = rd.cpu_per_read else { continue };
+        row(
+            &format!(
+                "point SEARCH by key, {}, {} clients: CPU per read",
+                rd.via, rd.clients
+            ),
+            format!(
+                "nats-server {:.1} + nodes {:.1} + clients {:.1} = {:.1} µs",
+                c.nats_server_us,
+                c.nodes_us(),
+                c.clients_us,
+                c.total_us()
+            ),
+            format!(
+                "raw req-reply 64 in flight: {}; to 3 responders: {}",
+                raw_cpu(l.nats_req_64_cpu),
+                raw_cpu(l.nats_req_64_queue_of_3_cpu)
+            ),
         );
     }
     let mib = |m: Option<f64>| m.map_or("?".into(), |v| format!("{v:.0}"));
@@ -430,6 +473,18 @@ pub fn render(r: &Report) -> String {
         format!(
             "while 2 pull consumers read each message: {}",
             ack(&l.js_pub_1_read_by_2)
+        ),
+    );
+    row(
+        "raw CPU per message, 1 in flight: request-reply / JetStream ack",
+        format!(
+            "{} / {}",
+            raw_cpu(l.nats_req_1_cpu),
+            raw_cpu(l.js_pub_1_cpu)
+        ),
+        format!(
+            "JetStream ack while 2 pull consumers read: {}",
+            raw_cpu(l.js_pub_1_read_by_2_cpu)
         ),
     );
     out

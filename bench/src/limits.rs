@@ -1,6 +1,7 @@
 //! The same-run limits ddb's figures are compared with: raw NATS request-reply, raw JetStream
 //! publish-with-ack, raw SQLite inserts and point reads on the same disk.
 
+use crate::cpu::{raw_run_times, CpuPerOp, CpuTimes};
 use crate::stats::{per_second, Samples, Summary};
 use async_nats::jetstream;
 use futures::StreamExt;
@@ -14,6 +15,15 @@ pub struct Limits {
     /// 64 in flight to three echo responders in one queue group (as `ddb.reads` spreads
     /// reads over three nodes): what spreading itself costs on this machine.
     pub nats_req_64_queue_of_3_per_s: f64,
+    /// CPU per request of those two runs: nats-server's, and the benchmark's (the clients
+    /// and the echo responders).
+    pub nats_req_64_cpu: Option<CpuPerOp>,
+    pub nats_req_64_queue_of_3_cpu: Option<CpuPerOp>,
+    /// CPU per request-reply, 1 in flight, and per publish-with-ack, 1 in flight alone and
+    /// read by two consumers: what one message costs the server when nothing batches.
+    pub nats_req_1_cpu: Option<CpuPerOp>,
+    pub js_pub_1_cpu: Option<CpuPerOp>,
+    pub js_pub_1_read_by_2_cpu: Option<CpuPerOp>,
     pub js_pub_1: Summary,
     pub js_pub_1_per_s: f64,
     /// One in flight while two pull consumers read every message (as the slaves do).
@@ -28,8 +38,10 @@ pub struct Limits {
 const PAYLOAD: &[u8] =
     br#"{"op":"INSERT","db":"b","table":"t","data":{"id":123456,"v":"value-123456"}}"#;
 
+/// `nats_pid`: the server's process, whose CPU the raw request-reply runs report.
 pub async fn measure(
     nats_url: &str,
+    nats_pid: Option<u32>,
     dir: &std::path::Path,
     window: Duration,
 ) -> anyhow::Result<Limits> {
@@ -40,21 +52,27 @@ pub async fn measure(
     // thread, as a ddb node is its own process.
     let responder = echo(nats_url, None).await?;
     let mut lat = Samples::default();
+    let cpu = raw_run_times(nats_pid);
     let end = Instant::now() + window;
     while Instant::now() < end {
         let t = Instant::now();
         client.request("bench.echo", PAYLOAD.into()).await?;
         lat.push(t.elapsed());
     }
+    out.nats_req_1_cpu = per_op_since(nats_pid, cpu, lat.len());
     out.nats_req_1 = lat.summary();
-    out.nats_req_64_per_s = rate_64_in_flight(&client, "bench.echo", window).await;
+    (out.nats_req_64_per_s, out.nats_req_64_cpu) =
+        rate_64_in_flight(&client, "bench.echo", window, nats_pid).await;
     responder.stop();
     let responders = [
         echo(nats_url, Some("echoes")).await?,
         echo(nats_url, Some("echoes")).await?,
         echo(nats_url, Some("echoes")).await?,
     ];
-    out.nats_req_64_queue_of_3_per_s = rate_64_in_flight(&client, "bench.echo", window).await;
+    (
+        out.nats_req_64_queue_of_3_per_s,
+        out.nats_req_64_queue_of_3_cpu,
+    ) = rate_64_in_flight(&client, "bench.echo", window, nats_pid).await;
     for r in responders {
         r.stop();
     }
@@ -70,6 +88,7 @@ pub async fn measure(
     })
     .await?;
     let mut lat = Samples::default();
+    let cpu = raw_run_times(nats_pid);
     let started = Instant::now();
     let end = started + window;
     while Instant::now() < end {
@@ -77,6 +96,7 @@ pub async fn measure(
         js.publish("bench.raw.one", PAYLOAD.into()).await?.await?;
         lat.push(t.elapsed());
     }
+    out.js_pub_1_cpu = per_op_since(nats_pid, cpu, lat.len());
     out.js_pub_1_per_s = per_second(lat.len() as u64, started.elapsed());
     out.js_pub_1 = lat.summary();
     // The same while two replicas read every message as it is stored (ddb's slaves do): the
@@ -86,12 +106,14 @@ pub async fn measure(
         replica_reader(nats_url, "BENCH_RAW").await?,
     ];
     let mut lat = Samples::default();
+    let cpu = raw_run_times(nats_pid);
     let end = Instant::now() + window;
     while Instant::now() < end {
         let t = Instant::now();
         js.publish("bench.raw.read", PAYLOAD.into()).await?.await?;
         lat.push(t.elapsed());
     }
+    out.js_pub_1_read_by_2_cpu = per_op_since(nats_pid, cpu, lat.len());
     out.js_pub_1_read_by_2 = lat.summary();
     for r in readers {
         r.stop();
@@ -237,8 +259,15 @@ impl OwnThread {
 }
 
 /// Requests answered per second with 64 in flight for `window`.
-async fn rate_64_in_flight(client: &async_nats::Client, subject: &str, window: Duration) -> f64 {
+/// Requests per second with 64 in flight, and the CPU per request.
+async fn rate_64_in_flight(
+    client: &async_nats::Client,
+    subject: &str,
+    window: Duration,
+    nats_pid: Option<u32>,
+) -> (f64, Option<CpuPerOp>) {
     let count = std::sync::atomic::AtomicU64::new(0);
+    let cpu = raw_run_times(nats_pid);
     let started = Instant::now();
     let end = started + window;
     futures::future::join_all((0..64).map(|_| async {
@@ -253,7 +282,17 @@ async fn rate_64_in_flight(client: &async_nats::Client, subject: &str, window: D
         }
     }))
     .await;
-    per_second(count.into_inner(), started.elapsed())
+    let took = started.elapsed();
+    let count = count.into_inner();
+    (
+        per_second(count, took),
+        per_op_since(nats_pid, cpu, count as usize),
+    )
+}
+
+/// The raw run's CPU per op since `before`.
+fn per_op_since(nats_pid: Option<u32>, before: Option<CpuTimes>, ops: usize) -> Option<CpuPerOp> {
+    raw_run_times(nats_pid)?.per_op_since(&before?, ops as u64)
 }
 
 /// An echo responder on `bench.echo`, in `queue` when given.

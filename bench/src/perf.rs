@@ -1,7 +1,8 @@
 //! The `bulk`, `scan` and `tail` scenarios: loading many rows in big INSERTs, paging them back
 //! out of a slave, and the latency tail of one client writing for a long time.
 
-use crate::cluster::{cpu_time, Cluster};
+use crate::cluster::Cluster;
+use crate::cpu::cpu_time;
 use crate::stages::{metrics_addr, Scrape, StageFigures};
 use crate::stats::{per_second, Samples, Summary};
 use ddb::client::Target;

@@ -1,6 +1,7 @@
 //! What ddb does, measured on a live cluster.
 
 use crate::cluster::Cluster;
+use crate::cpu::CpuPerOp;
 use crate::stats::{per_second, Samples, Summary};
 use ddb::client::Target;
 use futures::StreamExt;
@@ -23,6 +24,8 @@ pub struct Throughput {
     /// CPU time of every process (nats-server, the three nodes, the clients) per
     /// acknowledged write, from the start until both slaves had applied the last one.
     pub machine_cpu_us_per_write: Option<f64>,
+    /// The same, process by process.
+    pub cpu_per_write: Option<CpuPerOp>,
 }
 
 async fn table(c: &Cluster, db: &str) -> anyhow::Result<()> {
@@ -49,7 +52,7 @@ pub async fn throughput(
     let db = format!("tp{clients}");
     table(c, &db).await?;
     let next = Arc::new(AtomicI64::new(0));
-    let cpu_before = c.machine_cpu_time();
+    let cpu_before = c.cpu_times();
     let started = Instant::now();
     let end = started + window;
     let results = futures::future::join_all((0..clients).map(|_| {
@@ -88,14 +91,13 @@ pub async fn throughput(
     let acked = lat.len() as u64;
     let (a, b) = tokio::join!(c.wait_applied("slave1", seq), c.wait_applied("slave2", seq));
     let replicated_at = a?.max(b?);
-    let cpu = c
-        .machine_cpu_time()
+    let cpu_per_write = c
+        .cpu_times()
         .zip(cpu_before)
-        .and_then(|(after, before)| after.checked_sub(before));
+        .and_then(|(after, before)| after.per_op_since(&before, acked));
     Ok(Throughput {
-        machine_cpu_us_per_write: cpu
-            .filter(|_| acked > 0)
-            .map(|d| d.as_secs_f64() * 1e6 / acked as f64),
+        machine_cpu_us_per_write: cpu_per_write.map(|c| c.total_us()),
+        cpu_per_write,
         clients,
         acked,
         acked_per_s: per_second(acked, took),
@@ -226,6 +228,8 @@ pub struct Reads {
     pub latency: Summary,
     /// Requests that timed out or were refused (not counted in `per_s`).
     pub failed: u64,
+    /// CPU per answered read, process by process.
+    pub cpu_per_read: Option<CpuPerOp>,
 }
 
 /// Point queries by primary key on the `catchup` table (`rows` rows), sent to `target`.
@@ -242,6 +246,7 @@ pub async fn reads(
         Target::Writer => "the writer".to_owned(),
     };
     let rows = rows.max(1);
+    let cpu_before = c.cpu_times();
     let started = Instant::now();
     let end = started + window;
     let results = futures::future::join_all((0..clients).map(|i| {
@@ -268,6 +273,7 @@ pub async fn reads(
     }))
     .await;
     let took = started.elapsed();
+    let cpu_after = c.cpu_times();
     let mut lat = Samples::default();
     let mut failed = 0;
     for (l, f) in results {
@@ -278,6 +284,9 @@ pub async fn reads(
         via,
         clients,
         per_s: per_second(lat.len() as u64, took),
+        cpu_per_read: cpu_after
+            .zip(cpu_before)
+            .and_then(|(after, before)| after.per_op_since(&before, lat.len() as u64)),
         latency: lat.summary(),
         failed,
     })

@@ -39,6 +39,26 @@ async fn the_reads_bulk_scan_and_tail_scenarios_run_small() {
     );
     for r in &report.reads {
         assert!(r.per_s > 0.0 && r.latency.count > 0, "{r:?}");
+        // /proc counts in 10 ms ticks: a short run may show nothing for one process, never
+        // for all of them together.
+        let cpu = r.cpu_per_read.expect("CPU per read read from /proc");
+        assert!(cpu.total_us() > 0.0, "{r:?}");
+    }
+    let l = &report.limits;
+    for raw in [
+        l.nats_req_64_cpu,
+        l.nats_req_64_queue_of_3_cpu,
+        l.nats_req_1_cpu,
+        l.js_pub_1_cpu,
+        l.js_pub_1_read_by_2_cpu,
+    ] {
+        let raw = raw.expect("CPU per raw request read from /proc");
+        assert!(raw.nats_server_us > 0.0, "{raw:?}");
+        assert_eq!(
+            raw.nodes_us(),
+            0.0,
+            "the raw runs' responders are the benchmark's own"
+        );
     }
 
     let bulk = report.bulk.as_ref().expect("bulk figures");

@@ -36,6 +36,8 @@ async fn the_tx_scenario_runs_briefly() {
             .expect("CPU per write read from /proc");
         // Debug builds cost far more than release ones; this only checks it is a measurement.
         assert!(us > 0.0 && us < 1e6, "{s:?}");
+        let by_process = s.cpu_per_write.expect("CPU per write, process by process");
+        assert!((by_process.total_us() - us).abs() < 1e-6, "{s:?}");
     }
     assert_eq!(tx.runs.len(), CLIENTS.len() * 2, "{tx:?}");
     for run in &tx.runs {
