@@ -24,10 +24,6 @@ pub struct CpuPerOp {
 }
 
 impl CpuTimes {
-    pub fn total(&self) -> Duration {
-        self.nats_server + self.master + self.slaves + self.clients
-    }
-
     /// What each kind used from `before` to `self`, per one of `ops` operations.
     pub fn per_op_since(&self, before: &CpuTimes, ops: u64) -> Option<CpuPerOp> {
         if ops == 0 {
@@ -54,6 +50,12 @@ impl CpuPerOp {
     pub fn nodes_us(&self) -> f64 {
         self.master_us + self.slaves_us
     }
+}
+
+/// What each kind used between the two readings, per one of `ops` operations; `None` when
+/// either reading failed or there were no operations.
+pub fn per_op(before: Option<CpuTimes>, after: Option<CpuTimes>, ops: u64) -> Option<CpuPerOp> {
+    after?.per_op_since(&before?, ops)
 }
 
 /// CPU time a process has used so far (user + system), from `/proc/<pid>/stat`.
@@ -114,7 +116,8 @@ mod tests {
             }
         );
         assert_eq!((per.total_us(), per.nodes_us()), (70.0, 50.0));
-        assert_eq!(after.total(), ms(170));
         assert!(after.per_op_since(&before, 0).is_none());
+        assert_eq!(per_op(Some(before), Some(after), 1000), Some(per));
+        assert!(per_op(None, Some(after), 1000).is_none());
     }
 }

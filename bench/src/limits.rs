@@ -1,7 +1,7 @@
 //! The same-run limits ddb's figures are compared with: raw NATS request-reply, raw JetStream
 //! publish-with-ack, raw SQLite inserts and point reads on the same disk.
 
-use crate::cpu::{raw_run_times, CpuPerOp, CpuTimes};
+use crate::cpu::{per_op, raw_run_times, CpuPerOp};
 use crate::stats::{per_second, Samples, Summary};
 use async_nats::jetstream;
 use futures::StreamExt;
@@ -59,7 +59,7 @@ pub async fn measure(
         client.request("bench.echo", PAYLOAD.into()).await?;
         lat.push(t.elapsed());
     }
-    out.nats_req_1_cpu = per_op_since(nats_pid, cpu, lat.len());
+    out.nats_req_1_cpu = per_op(cpu, raw_run_times(nats_pid), lat.len() as u64);
     out.nats_req_1 = lat.summary();
     (out.nats_req_64_per_s, out.nats_req_64_cpu) =
         rate_64_in_flight(&client, "bench.echo", window, nats_pid).await;
@@ -96,7 +96,7 @@ pub async fn measure(
         js.publish("bench.raw.one", PAYLOAD.into()).await?.await?;
         lat.push(t.elapsed());
     }
-    out.js_pub_1_cpu = per_op_since(nats_pid, cpu, lat.len());
+    out.js_pub_1_cpu = per_op(cpu, raw_run_times(nats_pid), lat.len() as u64);
     out.js_pub_1_per_s = per_second(lat.len() as u64, started.elapsed());
     out.js_pub_1 = lat.summary();
     // The same while two replicas read every message as it is stored (ddb's slaves do): the
@@ -113,7 +113,7 @@ pub async fn measure(
         js.publish("bench.raw.read", PAYLOAD.into()).await?.await?;
         lat.push(t.elapsed());
     }
-    out.js_pub_1_read_by_2_cpu = per_op_since(nats_pid, cpu, lat.len());
+    out.js_pub_1_read_by_2_cpu = per_op(cpu, raw_run_times(nats_pid), lat.len() as u64);
     out.js_pub_1_read_by_2 = lat.summary();
     for r in readers {
         r.stop();
@@ -258,8 +258,7 @@ impl OwnThread {
     }
 }
 
-/// Requests answered per second with 64 in flight for `window`.
-/// Requests per second with 64 in flight, and the CPU per request.
+/// Requests answered per second with 64 in flight for `window`, and the CPU per request.
 async fn rate_64_in_flight(
     client: &async_nats::Client,
     subject: &str,
@@ -286,13 +285,8 @@ async fn rate_64_in_flight(
     let count = count.into_inner();
     (
         per_second(count, took),
-        per_op_since(nats_pid, cpu, count as usize),
+        per_op(cpu, raw_run_times(nats_pid), count),
     )
-}
-
-/// The raw run's CPU per op since `before`.
-fn per_op_since(nats_pid: Option<u32>, before: Option<CpuTimes>, ops: usize) -> Option<CpuPerOp> {
-    raw_run_times(nats_pid)?.per_op_since(&before?, ops as u64)
 }
 
 /// An echo responder on `bench.echo`, in `queue` when given.

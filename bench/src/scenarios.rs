@@ -1,7 +1,7 @@
 //! What ddb does, measured on a live cluster.
 
 use crate::cluster::Cluster;
-use crate::cpu::CpuPerOp;
+use crate::cpu::{per_op, CpuPerOp};
 use crate::stats::{per_second, Samples, Summary};
 use ddb::client::Target;
 use futures::StreamExt;
@@ -91,10 +91,7 @@ pub async fn throughput(
     let acked = lat.len() as u64;
     let (a, b) = tokio::join!(c.wait_applied("slave1", seq), c.wait_applied("slave2", seq));
     let replicated_at = a?.max(b?);
-    let cpu_per_write = c
-        .cpu_times()
-        .zip(cpu_before)
-        .and_then(|(after, before)| after.per_op_since(&before, acked));
+    let cpu_per_write = per_op(cpu_before, c.cpu_times(), acked);
     Ok(Throughput {
         machine_cpu_us_per_write: cpu_per_write.map(|c| c.total_us()),
         cpu_per_write,
@@ -284,9 +281,7 @@ pub async fn reads(
         via,
         clients,
         per_s: per_second(lat.len() as u64, took),
-        cpu_per_read: cpu_after
-            .zip(cpu_before)
-            .and_then(|(after, before)| after.per_op_since(&before, lat.len() as u64)),
+        cpu_per_read: per_op(cpu_before, cpu_after, lat.len() as u64),
         latency: lat.summary(),
         failed,
     })
